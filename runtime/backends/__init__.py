@@ -1,0 +1,46 @@
+"""Backends behind one interface; ``open_backend`` picks one by name or by the model file's suffix.
+
+Each backend module imports its heavy dependency (onnxruntime, tensorrt + pycuda) only when opened, so
+importing this package is free.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from ..errors import MissingDependencyError, UserError
+from .base import Backend, TensorSpec
+
+__all__ = ["KINDS", "Backend", "TensorSpec", "open_backend"]
+
+KINDS = ("auto", "onnxruntime", "tensorrt")
+_ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def _open_tensorrt(model_path: Path, **opts: Any) -> Backend:
+    # Hook for the TensorRT backend (a later issue adds backends/tensorrt.py with a ``TrtBackend``).
+    try:
+        module = importlib.import_module(f"{__name__}.tensorrt")
+    except ModuleNotFoundError as exc:
+        if exc.name not in (f"{__name__}.tensorrt", "tensorrt", "pycuda"):
+            raise
+        raise MissingDependencyError("tensorrt", "tensorrt") from exc
+    backend: Backend = module.TrtBackend(model_path, **opts)
+    return backend
+
+
+def open_backend(model_path: str | Path, kind: str = "auto", **opts: Any) -> Backend:
+    """Open ``model_path`` with ``kind`` ("onnxruntime", "tensorrt", or "auto": by suffix —
+    .engine/.plan/.trt -> TensorRT, anything else -> ONNX Runtime). ``opts`` go to the backend."""
+    path = Path(model_path)
+    if kind not in KINDS:
+        raise UserError(f"unknown backend {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind == "auto":
+        kind = "tensorrt" if path.suffix.lower() in _ENGINE_SUFFIXES else "onnxruntime"
+    if kind == "tensorrt":
+        return _open_tensorrt(path, **opts)
+    from .onnxruntime import OrtBackend
+
+    return OrtBackend(path, **opts)

@@ -1,0 +1,68 @@
+"""One-frame inference from a bundle: preprocess -> backend -> postprocess -> Detections in source pixels.
+
+This is the single path both the toolkit's evaluation and the runtime's pipeline use, so the accuracy the
+report states is the accuracy the device gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .backends import open_backend
+from .backends.base import Backend
+from .bundle import Bundle
+from .errors import UserError
+from .postprocess import decode_yolo
+from .preprocess import Letterbox, letterbox, to_tensor
+from .results import Detections
+
+
+class Predictor:
+    """Run a bundle's model on BGR uint8 images (OpenCV's native order)."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        backend: Backend | None = None,
+        *,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        backend_kind: str = "auto",
+    ) -> None:
+        side = bundle.sidecar
+        if side.output.layout != "yolo":
+            raise UserError(f"{bundle.root}: output layout {side.output.layout!r} is not supported yet")
+        self.bundle = bundle
+        self.backend = backend if backend is not None else open_backend(bundle.model_path, kind=backend_kind)
+        self.input = side.input
+        self.output_name = side.output.names[0]
+        pp = side.postprocess
+        self.conf = pp.conf if conf is None else conf
+        self.iou = pp.iou if iou is None else iou
+        self.max_det = pp.max_det if max_det is None else max_det
+        self.num_classes = side.output.num_classes
+        self.num_keypoints = side.output.num_keypoints
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise UserError(f"expected an HxWx3 BGR image, got shape {list(image.shape)}")
+        lb_img, lb = letterbox(image, (self.input.height, self.input.width), self.input.pad_value)
+        return to_tensor(lb_img, self.input), lb
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.backend.infer({self.input.name: batch})[self.output_name]
+
+    def postprocess(self, raw: np.ndarray, boxes: Sequence[Letterbox]) -> list[Detections]:
+        dets = decode_yolo(raw, self.num_classes, self.num_keypoints, conf=self.conf, iou=self.iou,
+                           max_det=self.max_det)
+        return [lb.unmap_detections(d) for d, lb in zip(dets, boxes, strict=True)]
+
+    def predict(self, image: np.ndarray) -> Detections:
+        tensor, lb = self.preprocess(image)
+        return self.postprocess(self.infer(tensor), [lb])[0]
+
+    def close(self) -> None:
+        self.backend.close()
