@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import UserError
+from .validation import validation_line
 
 SIDECAR_NAME = "edgevision.json"
 SCHEMA_VERSION = 1
@@ -119,10 +120,6 @@ class Bundle:
         return f"Bundle({str(self.root)!r}, task={self.sidecar.task!r}, precision={self.sidecar.precision!r})"
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-
-
 def parse_sidecar(data: Any, source: str) -> Sidecar:
     """Validate sidecar JSON data; errors name the file and the key path."""
     if isinstance(data, dict) and int(data.get("schema_version", SCHEMA_VERSION)) > SCHEMA_VERSION:
@@ -133,9 +130,7 @@ def parse_sidecar(data: Any, source: str) -> Sidecar:
     try:
         return Sidecar.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        msg = "unknown key" if first["type"] == "extra_forbidden" else str(first["msg"])
-        raise UserError(f"{source}: {_loc(tuple(first['loc']))}: {msg}") from None
+        raise UserError(validation_line(source, exc)) from None
 
 
 def load_bundle(path: str | Path) -> Bundle:

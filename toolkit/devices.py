@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.resources
 import re
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgevision.runtime.errors import UserError
+from edgevision.runtime.validation import validation_line
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -223,26 +223,7 @@ def profile_supports(profile: DeviceProfile, precision: str) -> bool:
         raise UserError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
     return bool(getattr(profile.supports, key))
 
-
-def _format_loc(loc: Iterable[int | str]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out
-
-
-def _validation_line(source: str, err: ValidationError) -> str:
-    first = err.errors()[0]
-    msg = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif first["type"] == "missing":
-        msg = "required key is missing"
-    elif first["type"] == "string_type":
-        msg += " (quote versions and SMs in YAML, e.g. \"8.7\")"
-    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    loc = _format_loc(first["loc"])  # empty for cross-field checks, whose message names the keys
-    return f"{source}: {loc + ': ' if loc else ''}{msg}{more}"
+_HINTS = {"string_type": " (quote versions and SMs in YAML, e.g. \"8.7\")"}
 
 
 def _files(directory: Path | None) -> dict[str, Traversable]:
@@ -275,7 +256,7 @@ def _parse(stem: str, entry: Traversable) -> DeviceProfile:
     try:
         profile = DeviceProfile.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(_validation_line(source, exc)) from None
+        raise UserError(validation_line(source, exc, _HINTS)) from None
     if profile.name != stem:
         raise UserError(f"{source}: name: {profile.name!r} must match the file name {stem!r}")
     return profile

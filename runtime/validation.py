@@ -1,0 +1,33 @@
+"""One-line messages from pydantic validation errors, shared by the sidecar, recipe and device schemas.
+
+A user who mistypes a key sees ``FILE: compress[1].quantize.method: <what is wrong>`` instead of pydantic's
+multi-line report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import ValidationError
+
+
+def format_loc(loc: Iterable[int | str]) -> str:
+    """pydantic location tuple -> ``compress[1].quantize.method``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
+def validation_line(source: str, err: ValidationError, hints: dict[str, str] | None = None) -> str:
+    """The first error as one line naming ``source`` and the key path; ``hints`` add text by error type."""
+    first = err.errors()[0]
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    msg += (hints or {}).get(first["type"], "")
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    loc = format_loc(first["loc"])  # empty for cross-field checks, whose message names the keys
+    return f"{source}: {loc + ': ' if loc else ''}{msg}{more}"
