@@ -59,12 +59,12 @@ class Detections:
     def to_dict(self, class_names: list[str] | None = None) -> dict[str, Any]:
         """JSON-ready form (lists of floats), as the JSON-lines sink and the HTTP endpoint emit it."""
         out: dict[str, Any] = {
-            "boxes": np.round(self.xyxy, 2).tolist(),
-            "scores": np.round(self.scores, 4).tolist(),
+            "boxes": np.round(self.xyxy.astype(np.float64), 2).tolist(),
+            "scores": np.round(self.scores.astype(np.float64), 4).tolist(),
             "class_ids": self.class_ids.tolist(),
         }
         if class_names is not None:
             out["classes"] = [class_names[i] for i in self.class_ids.tolist()]
         if self.keypoints is not None:
-            out["keypoints"] = np.round(self.keypoints, 2).tolist()
+            out["keypoints"] = np.round(self.keypoints.astype(np.float64), 2).tolist()
         return out

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import MissingDependencyError, UserError
 from .base import Backend, TensorSpec
 
-__all__ = ["KINDS", "Backend", "TensorSpec", "open_backend"]
+__all__ = ["KINDS", "Backend", "TensorSpec", "open_backend", "resolve_kind"]
 
 KINDS = ("auto", "onnxruntime", "tensorrt")
 _ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -31,14 +31,20 @@ def _open_tensorrt(model_path: Path, **opts: Any) -> Backend:
     return backend
 
 
+def resolve_kind(model_path: str | Path, kind: str = "auto") -> str:
+    """The backend ``open_backend`` would use: ``kind`` itself, or for "auto" the one the suffix implies."""
+    if kind not in KINDS:
+        raise UserError(f"unknown backend {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind == "auto":
+        return "tensorrt" if Path(model_path).suffix.lower() in _ENGINE_SUFFIXES else "onnxruntime"
+    return kind
+
+
 def open_backend(model_path: str | Path, kind: str = "auto", **opts: Any) -> Backend:
     """Open ``model_path`` with ``kind`` ("onnxruntime", "tensorrt", or "auto": by suffix —
     .engine/.plan/.trt -> TensorRT, anything else -> ONNX Runtime). ``opts`` go to the backend."""
     path = Path(model_path)
-    if kind not in KINDS:
-        raise UserError(f"unknown backend {kind!r}; choose one of {', '.join(KINDS)}")
-    if kind == "auto":
-        kind = "tensorrt" if path.suffix.lower() in _ENGINE_SUFFIXES else "onnxruntime"
+    kind = resolve_kind(path, kind)
     if kind == "tensorrt":
         return _open_tensorrt(path, **opts)
     from .onnxruntime import OrtBackend

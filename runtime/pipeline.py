@@ -1,0 +1,373 @@
+"""Threaded stream pipeline: capture -> preprocess -> inference -> postprocess -> sinks.
+
+Each stage runs in its own thread and hands work on through a small bounded channel, so decoding frame
+n+1, preprocessing n, running the model on n-1 and writing n-2 overlap (OpenCV and the inference engines
+release the GIL while they work). Two drop policies:
+
+- ``lossless`` (files, folders): a full channel blocks its producer; every frame is processed, in order.
+- ``newest`` (live sources): channels hold one item and a new item replaces a waiting one (counted as
+  dropped), so a slow model never builds a backlog: the frame that enters inference is always the freshest,
+  and capture -> result latency stays about one inference time however fast the source is.
+
+Inference replicas (throughput mode). On a small CPU, one ONNX Runtime session using every core
+synchronises its threads inside each operator: whenever decoding or preprocessing takes a core, the whole
+operator waits for it. For lossless runs on the CPU the pipeline therefore runs two sessions with half the
+threads each on alternate frames (results are put back in order): on the 2-core development machine that
+is 10-15% more backend throughput and the other stages fit in between (see ``runtime/bench.py``). Live
+sources keep one session with every core, which gives the lowest latency per frame.
+
+Stopping (``stop()``, Ctrl-C during ``run()``, leaving the ``with`` block or breaking out of a ``for``
+loop) discards frames not yet inferred, lets results already computed reach the sinks, and closes (flushes)
+every sink. When given a bundle (not ready ``Predictor``s), each backend is opened, used and closed in its
+inference thread, which is what a CUDA context (TensorRT) requires. Stages hand frames on through
+``channel.Channel``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, cast
+
+from .bundle import Bundle
+from .channel import END, Channel
+from .errors import InternalError, UserError
+from .frames import Frame
+from .metrics import Metrics, StatusPrinter
+from .predictor import Predictor
+from .results import Detections
+from .sinks_base import Sink, SinkContext, start_sink
+from .sources import Source, _cv2, open_source
+
+__all__ = ["DropPolicy", "Pipeline", "load_model", "plan_inference"]
+
+log = logging.getLogger("edgevision.pipeline")
+DropPolicy = Literal["auto", "newest", "lossless"]
+
+
+def load_model(model: Bundle | str | Path) -> Bundle:
+    """A bundle directory, or a bare ``.onnx`` file (its sidecar synthesised from its metadata)."""
+    if isinstance(model, Bundle):
+        return model
+    path = Path(model)
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        from .onnx_meta import bundle_from_onnx
+
+        return bundle_from_onnx(path)
+    from .bundle import load_bundle
+
+    return load_bundle(path)
+
+
+def plan_inference(model_path: str | Path, kind: str = "auto", *, throughput: bool, threads: int = 0,
+                   replicas: int | None = None) -> tuple[int, dict[str, Any]]:
+    """(number of inference replicas, backend options for each): see "Inference replicas" above.
+
+    ``threads`` is the CPU budget for inference (0 = every core), split between the replicas; ``replicas``
+    None picks 2 for ``throughput`` on a CPU-only ONNX Runtime with >= 2 cores, else 1.
+    """
+    from .backends import resolve_kind
+
+    if resolve_kind(model_path, kind) != "onnxruntime":
+        return replicas or 1, {}
+    cores = threads or (os.cpu_count() or 1)
+    if replicas is None:
+        from .backends.onnxruntime import default_providers
+
+        cpu_only = "CUDAExecutionProvider" not in default_providers()
+        replicas = 2 if throughput and cpu_only and cores >= 2 else 1
+    return replicas, {"intra_op_threads": max(1, cores // replicas)}
+
+
+class Pipeline:
+    """Run a model over a frame source into sinks; iterate it for ``Detections`` or call ``run()``.
+
+    ``model``: a ``Predictor`` or a list of them (replicas; used as they are, not closed), a ``Bundle``, a
+    bundle directory or an ``.onnx`` file. ``source``: a ``Source`` or a URI for ``open_source``. ``sinks``:
+    objects with ``write(frame, detections)`` and ``close()`` (``sinks_base.Sink``). ``queue_size`` bounds
+    each channel in lossless mode. ``conf``/``iou``/``max_det``/``backend``/``threads``/``replicas``
+    configure the predictors built from a bundle (``plan_inference``). ``opencv_threads`` sets OpenCV's
+    own thread pool (process-wide: the stages already run in parallel, so per-call threads only contend
+    with inference); None leaves it alone.
+    """
+
+    def __init__(self, model: Predictor | Sequence[Predictor] | Bundle | str | Path, source: Source | str,
+                 sinks: Sequence[Sink] = (), *, queue_size: int = 4, drop_policy: DropPolicy = "auto",
+                 max_frames: int | None = None, conf: float | None = None, iou: float | None = None,
+                 max_det: int | None = None, backend: str = "auto", threads: int = 0, replicas: int | None = None,
+                 status: bool = False, opencv_threads: int | None = 1) -> None:
+        if drop_policy not in ("auto", "newest", "lossless"):
+            raise UserError(f"drop_policy must be auto, newest or lossless, got {drop_policy!r}")
+        given = [model] if isinstance(model, Predictor) else list(model) if isinstance(model, list | tuple) else []
+        self._given = bool(given)
+        self.bundle = given[0].bundle if given else load_model(cast("Bundle | str | Path", model))
+        self.source = open_source(source) if isinstance(source, str) else source
+        self.sinks = list(sinks)
+        self.newest = drop_policy == "newest" or (drop_policy == "auto" and self.source.is_live)
+        self.max_frames = max_frames
+        self._backend_opts: dict[str, Any] = {}
+        if given:
+            self._replicas = len(given)
+        else:
+            self._replicas, self._backend_opts = plan_inference(
+                self.bundle.model_path, backend, throughput=not self.newest, threads=threads, replicas=replicas)
+            if self.newest:
+                self._replicas = 1  # one frame in flight: the lowest latency, nothing to reorder
+        self._predictors: list[Predictor | None] = list(given) or [None] * self._replicas
+        self._pred_opts: dict[str, Any] = {"conf": conf, "iou": iou, "max_det": max_det}
+        self._backend_kind = backend
+        self.metrics = Metrics(source=self.source.uri, model=str(self.bundle.model_path), live=self.source.is_live)
+        cap = 1 if self.newest else max(queue_size, self._replicas)
+        self._chans = [Channel(cap, self.newest, self.metrics.add_dropped) for _ in range(4)]
+        self._out: Channel | None = None
+        self._ready = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._workers_left = self._replicas
+        self._started = False
+        self._status = StatusPrinter(self.metrics) if status else None
+        self._opencv_threads = opencv_threads
+
+    @property
+    def predictor(self) -> Predictor:
+        """The first inference replica (pre/postprocessing use it; all replicas share the bundle)."""
+        pred = self._predictors[0]
+        if pred is None:
+            raise UserError("the pipeline's model failed to open")
+        return pred
+
+    # -- stage bodies (each runs in its own thread) ---------------------------------------------------
+    def _capture(self) -> None:
+        out, n = self._chans[0], 0
+        it = iter(self.source)
+        try:
+            while self.max_frames is None or n < self.max_frames:
+                t0 = time.perf_counter()
+                frame = next(it, None)
+                if frame is None:
+                    break
+                self.metrics.add("capture", time.perf_counter() - t0)
+                if not out.put((n, frame)):
+                    break
+                n += 1
+        finally:
+            close = getattr(it, "close", None)
+            if callable(close):
+                close()
+            self.source.close()
+
+    def _preprocess(self) -> None:
+        inp, out = self._chans[0], self._chans[1]
+        self._ready.wait()
+        pred = self.predictor
+        while (item := inp.get()) is not END:
+            seq, frame = item
+            t0 = time.perf_counter()
+            tensor, lb = pred.preprocess(frame.image)
+            self.metrics.add("preprocess", time.perf_counter() - t0)
+            if not out.put((seq, frame, tensor, lb)):
+                break
+
+    def _infer(self, replica: int) -> None:
+        inp, out = self._chans[1], self._chans[2]
+        own = not self._given
+        try:
+            if own:
+                from .backends import open_backend
+
+                be = open_backend(self.bundle.model_path, kind=self._backend_kind, **self._backend_opts)
+                self._predictors[replica] = Predictor(self.bundle, be, **self._pred_opts)
+            pred = self._predictors[replica]
+            if pred is None:  # pragma: no cover - set just above or given
+                raise InternalError("inference replica has no predictor")
+            if replica == 0:
+                self.metrics.info["backend"] = pred.backend.name
+                self._ready.set()
+            while (item := inp.get()) is not END:
+                seq, frame, tensor, lb = item
+                t0 = time.perf_counter()
+                raw = pred.infer(tensor)
+                self.metrics.add("infer", time.perf_counter() - t0)
+                if not out.put((seq, frame, raw, lb)):
+                    break
+        finally:
+            if own and self._predictors[replica] is not None:
+                self._predictors[replica].close()  # type: ignore[union-attr]
+            with self._lock:
+                self._workers_left -= 1
+                if self._workers_left == 0:
+                    out.close()
+
+    def _postprocess(self) -> None:
+        inp, out = self._chans[2], self._chans[3]
+        self._ready.wait()
+        pred = self.predictor
+        pending: dict[int, tuple[Any, ...]] = {}  # replicas finish out of order: put results back in order
+        expected = 0
+        while True:
+            item = inp.get()
+            if item is END:
+                ready = [pending.pop(k) for k in sorted(pending)]  # gaps only after stop(): flush the rest
+            else:
+                pending[item[0]] = item
+                ready = []
+                while expected in pending or (self.newest and pending):
+                    ready.append(pending.pop(expected if expected in pending else min(pending)))
+                    expected = ready[-1][0] + 1
+            for _, frame, raw, lb in ready:
+                t0 = time.perf_counter()
+                det = pred.postprocess(raw, [lb])[0]
+                det.frame_index, det.stream_id = frame.index, frame.stream_id
+                t = time.monotonic()
+                det.meta.update({"t_capture": frame.timestamp, "t_result": t, "source": frame.source,
+                                 "latency_ms": (t - frame.timestamp) * 1000, "image_size": [frame.height, frame.width]})
+                self.metrics.add("postprocess", time.perf_counter() - t0)
+                self.metrics.add_result(t - frame.timestamp, t)
+                if not out.put((frame, det)):
+                    return
+            if item is END:
+                return
+
+    def _sink(self) -> None:
+        inp, side = self._chans[3], self.bundle.sidecar
+        ctx = SinkContext(class_names=list(side.class_names), task=side.task, source=self.source.uri,
+                          fps=self.source.fps, is_live=self.source.is_live, snapshot=self.metrics.snapshot,
+                          keypoint_skeleton=list(side.keypoints.skeleton) if side.keypoints else [])
+        try:
+            for sink in self.sinks:
+                start_sink(sink, ctx)
+            while (item := inp.get()) is not END:
+                t0 = time.perf_counter()
+                for sink in self.sinks:
+                    sink.write(*item)
+                if self.sinks:
+                    self.metrics.add("sink", time.perf_counter() - t0)
+                if self._out is not None and not self._out.put(item):
+                    break
+        finally:
+            for sink in self.sinks:
+                try:
+                    sink.close()
+                except Exception as exc:
+                    log.error("closing sink %r failed: %s", sink, exc)
+                    self._fail(exc)
+
+    # -- control --------------------------------------------------------------------------------------
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+        self._ready.set()
+        self.source.close()
+        for ch in (*self._chans, *([self._out] if self._out is not None else [])):
+            ch.cancel()
+
+    def _spawn(self, name: str, body: Callable[[], None], inp: Channel | None, out: Channel | None) -> None:
+        def target() -> None:
+            try:
+                body()
+            except BaseException as exc:
+                self._fail(exc)
+            finally:
+                if inp is not None:  # release a producer blocked on a full channel
+                    inp.cancel()
+                if out is not None:
+                    out.close()
+
+        t = threading.Thread(target=target, name=f"edgevision-{name}", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def start(self, collect: bool = False) -> Pipeline:
+        """Launch the stage threads (``collect``: keep results for iteration)."""
+        if self._started:
+            raise UserError("a Pipeline runs once; create a new one to run again")
+        self._started = True
+        if self._opencv_threads is not None:
+            _cv2().setNumThreads(int(self._opencv_threads))
+        if collect:
+            self._out = Channel(self._chans[0].capacity, self.newest, self.metrics.add_dropped)
+        self.metrics.running = True
+        self.metrics.t_start = time.monotonic()
+        c = self._chans
+        self._spawn("capture", self._capture, None, c[0])
+        self._spawn("preprocess", self._preprocess, c[0], c[1])
+        for r in range(self._replicas):  # the last replica to finish closes c[2]
+            self._spawn(f"infer{r}", functools.partial(self._infer, r), c[1] if r == 0 else None, None)
+        self._spawn("postprocess", self._postprocess, c[2], c[3])
+        self._spawn("sink", self._sink, c[3], self._out)
+        if self._status is not None:
+            self._status.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop capturing; frames not yet inferred are dropped, computed results still reach the sinks."""
+        self.source.close()
+        self._chans[0].cancel()
+        self._chans[1].cancel()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for every stage thread; re-raise the first error a stage hit."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.metrics.running = False
+        if self._status is not None:
+            self._status.stop()
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def run(self) -> dict[str, Any]:
+        """Process the whole source (or until ``stop()``/Ctrl-C) and return ``metrics.snapshot()``."""
+        self.start()
+        try:
+            while any(t.is_alive() for t in self._threads):
+                self._threads[-1].join(0.2)
+        except KeyboardInterrupt:
+            self.stop()
+            self.join(timeout=10)
+            raise
+        self.join()
+        return self.metrics.snapshot()
+
+    def iter_frames(self) -> Iterator[tuple[Frame, Detections]]:
+        """Yield ``(frame, detections)`` in order (newest policy: results may be skipped)."""
+        if not self._started:
+            self.start(collect=True)
+        out = self._out
+        if out is None:
+            raise UserError("iterate a Pipeline instead of calling run()/start() first, not both")
+        try:
+            while (item := out.get()) is not END:
+                yield item
+        finally:
+            self.stop()
+            out.cancel()
+            self.join(timeout=10)
+
+    def __iter__(self) -> Iterator[Detections]:
+        for _, det in self.iter_frames():
+            yield det
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if not self._started:
+            self.source.close()
+            return
+        self.stop()
+        try:
+            self.join(timeout=10)
+        except Exception:
+            if exc is None:
+                raise
