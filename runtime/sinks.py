@@ -28,6 +28,7 @@ from typing import IO, Any, Protocol
 from .draw import _cv2, draw_detections
 from .errors import UserError
 from .frames import Frame
+from .fsutil import new_file_mode
 from .results import Detections
 from .sinks_base import Sink, SinkContext
 
@@ -104,6 +105,7 @@ class VideoSink:
             fd, tmp = tempfile.mkstemp(prefix=self.path.stem + ".tmp-", suffix=suffix, dir=self.path.parent)
         except OSError as exc:
             raise UserError(f"video sink: cannot write {self.path} ({exc.strerror})") from None
+        os.fchmod(fd, new_file_mode())
         os.close(fd)
         self._tmp = Path(tmp)
         if self.path.is_dir():
