@@ -1,0 +1,98 @@
+"""End-to-end `edgevision build` on a tiny recipe: manifest contract, bundle, caching, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgevision.runtime.bundle import load_bundle
+from edgevision.toolkit import build as build_mod
+from edgevision.toolkit.build import build
+
+TINY = """\
+name: tiny
+model: {{name: edgedet, size: n}}
+input_size: 64
+dataset: {{kind: synthetic, seed: 3, num_train: 24, num_val: 8, image_size: 64, max_objects: 3}}
+train: {{epochs: {epochs}, batch: 8, lr: 0.002, num_threads: 2}}
+export: {{opset: 17, dynamic_batch: true}}
+eval: {{conf: {conf}}}
+bench: {{warmup: 1, iters: 3, threads: 2}}
+targets: [x86-cpu, jetson-orin-nano-8gb]
+"""
+
+
+def write_recipe(path: Path, epochs: int = 1, conf: float = 0.001) -> Path:
+    path.write_text(TINY.format(epochs=epochs, conf=conf))
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp("build")
+    recipe = write_recipe(root / "tiny.yaml")
+    out = root / "out"
+    result = build(recipe, out, log=lambda m: None)
+    return recipe, out, result.manifest
+
+
+def test_manifest_contract(built: tuple[Path, Path, dict]) -> None:
+    _, out, manifest = built
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["variants"].keys() == manifest["variants"].keys() == {"fp32"}
+    v = on_disk["variants"]["fp32"]
+    assert 0.0 <= v["metrics"]["map50_95"] <= v["metrics"]["map50"] <= 1.0
+    for backend in ("torch-cpu", "onnxruntime-cpu"):
+        lat = v["latency_ms"][backend]
+        assert 0 < lat["median"] <= lat["p90"] <= lat["p99"]
+    assert v["parity"]["max_abs_err"] < 1e-2 and v["parity"]["max_rel_err"] >= 0
+    assert v["macs"] > 0 and v["params"] > 0 and v["size_bytes"] == (out / "fp32" / "model.onnx").stat().st_size
+    assert on_disk["recipe"]["name"] == "tiny"
+    hashed = {a["path"] for a in on_disk["artifacts"]}
+    assert {"fp32/model.onnx", "fp32/edgevision.json"} <= hashed
+    assert (out / "report.md").read_text().startswith("# edgevision build report: tiny")
+
+
+def test_bundle_is_complete(built: tuple[Path, Path, dict]) -> None:
+    _, out, manifest = built
+    b = load_bundle(out / "fp32")
+    s = b.sidecar
+    assert s.task == "detect" and s.output.layout == "yolo" and s.input.shape == ["batch", 3, 64, 64]
+    assert len(s.class_names) == s.output.num_classes >= 5
+    assert s.provenance.recipe_hash == manifest["recipe_artifact_hash"]
+    assert s.provenance.dataset_hash == manifest["dataset"]["hash"]
+    assert {"torch", "onnx", "onnxruntime"} <= s.provenance.tools.keys()
+
+
+def test_rerun_is_cached_and_config_change_reruns_only_what_follows(built: tuple[Path, Path, dict]) -> None:
+    recipe, out, _ = built
+    again = build(recipe, out, log=lambda m: None).manifest
+    assert all(s["cached"] for s in again["stages"]), again["stages"]
+    write_recipe(recipe, conf=0.01)
+    changed = build(recipe, out, log=lambda m: None).manifest
+    ran = {s["stage"] for s in changed["stages"] if not s["cached"]}
+    assert ran == {"evaluate"}
+    write_recipe(recipe)  # restore for other tests
+
+
+def test_interrupted_build_resumes(built: tuple[Path, Path, dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe, out, _ = built
+    write_recipe(recipe, epochs=2)  # new training -> export, bundle, evaluate, bench all new
+
+    def killed(*args: object, **kwargs: object) -> dict:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_mod, "evaluate_bundle", killed)
+    before = (out / "manifest.json").read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        build(recipe, out, log=lambda m: None)
+    assert (out / "manifest.json").read_bytes() == before  # old outputs untouched, nothing half-written
+    assert not list(out.rglob("*.tmp-*"))
+    monkeypatch.undo()
+    resumed = build(recipe, out, log=lambda m: None).manifest
+    cached = {s["stage"]: s["cached"] for s in resumed["stages"]}
+    assert cached["data"] and cached["train"] and cached["export"] and cached["bundle"]
+    assert not cached["evaluate"]
+    write_recipe(recipe)

@@ -1,0 +1,89 @@
+"""CLI: every command explains itself; user mistakes give one line on stderr, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgevision.toolkit.cli import cli, main
+
+COMMANDS = ["build", "export", "eval", "bench", "devices", "doctor"]
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return int(exc.value.code or 0), out.out, out.err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert command in cli.commands
+    code, out, _ = run_main([command, "--help"], capsys)
+    assert code == 0
+    assert f"Usage: edgevision {command}" in out
+    doc = cli.commands[command].help or ""
+    assert len(doc) > 30 and doc.split("\n")[0][:25] in out.replace("\n", " ")
+
+
+def test_top_level_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0
+    for c in COMMANDS:
+        assert c in out
+
+
+def user_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code, _, err = run_main(args, capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    return lines[0]
+
+
+def test_build_malformed_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("name: x\ntrain: [1,\n")
+    out = tmp_path / "out"
+    line = user_error(["build", str(recipe), "--out", str(out)], capsys)
+    assert "bad.yaml" in line and "malformed YAML" in line
+    assert not out.exists()  # nothing half-written
+
+
+def test_build_unknown_device_and_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: x\ntargets: [jetson-tx9]\n")
+    assert "jetson-tx9" in user_error(["build", str(recipe), "--out", str(tmp_path / "o")], capsys)
+    recipe.write_text("name: x\nmodel: {name: resnet9000}\n")
+    assert "resnet9000" in user_error(["build", str(recipe), "--out", str(tmp_path / "o")], capsys)
+
+
+def test_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "nope.yaml" in user_error(["build", str(tmp_path / "nope.yaml")], capsys)
+    assert "ckpt.pt" in user_error(["export", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "b")], capsys)
+    assert "bundle not found" in user_error(["bench", str(tmp_path / "nob")], capsys)
+
+
+def test_corrupt_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = tmp_path / "ckpt.pt"
+    ckpt.write_bytes(b"definitely not a checkpoint")
+    line = user_error(["export", str(ckpt), "--out", str(tmp_path / "b")], capsys)
+    assert "ckpt.pt" in line and not (tmp_path / "b").exists()
+
+
+def test_usage_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(["build"], capsys)
+    assert code == 2 and "Missing argument" in err
+
+
+def test_console_script_runs(tmp_path: Path) -> None:
+    """The installed entry point, as a user runs it."""
+    res = subprocess.run([sys.executable, "-m", "edgevision.toolkit", "devices"], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "jetson-orin-nano-8gb" in res.stdout

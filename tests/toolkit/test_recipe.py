@@ -1,0 +1,73 @@
+"""Recipe validation: bad input names the key path; good recipes load with resolved paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgevision.runtime.errors import UserError
+from edgevision.toolkit.recipe import load_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_shipped_quickstart_recipe_is_valid() -> None:
+    r = load_recipe(REPO / "recipes" / "quickstart-detect.yaml")
+    assert r.task == "detect" and r.dataset.kind == "synthetic"
+    assert r.input_size % 32 == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: a\nbogus: 1\n", "bogus: unknown key"),
+        ("name: a\ntrain: {epochs: many}\n", "train.epochs:"),
+        ("name: a\ntrain: {epochs: 0}\n", "train.epochs:"),
+        ("name: a\nexport: {parity: {atol: -1}}\n", "export.parity.atol:"),
+        ("name: a\ncompress:\n  - shrink: {}\n", "unknown stage 'shrink'"),
+        ("name: a\ninput_size: 250\n", "input_size: must be a multiple of 32"),
+        ("task: detect\n", "name: required key is missing"),
+        ("name: a\ndataset: {kind: coco}\n", "dataset: kind 'coco' needs"),
+        ("name: a\nbench: {backends: [tpu]}\n", "bench.backends[0]:"),
+    ],
+)
+def test_bad_recipe_names_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(UserError) as err:
+        load_recipe(path)
+    msg = str(err.value)
+    assert str(path) in msg and expected in msg
+    assert "\n" not in msg
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\ntrain: {epochs: 3\n")
+    with pytest.raises(UserError, match=r"r\.yaml: line \d+: malformed YAML"):
+        load_recipe(path)
+
+
+def test_missing_recipe_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"nope\.yaml: file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_relative_paths_resolve_against_recipe_folder(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\ndataset:\n  kind: coco\n  train: {annotations: d/train.json}\n"
+                           "  val: {annotations: d/val.json, images: d/img}\n")
+    r = load_recipe(path)
+    assert r.dataset.train is not None and r.dataset.val is not None
+    assert r.dataset.train.annotations == (tmp_path / "d/train.json").resolve()
+    assert r.dataset.val.images == (tmp_path / "d/img").resolve()
+
+
+def test_digest_changes_with_config(tmp_path: Path) -> None:
+    a = load_recipe(write(tmp_path, "name: a\ntrain: {epochs: 3}\n")).digest()
+    b = load_recipe(write(tmp_path, "name: a\ntrain: {epochs: 4}\n")).digest()
+    assert a != b

@@ -1,0 +1,148 @@
+"""`edgevision build`: run a recipe's stages in order, each cached by a content hash of inputs + config.
+
+data -> train -> export (+ parity) -> bundle -> evaluate (on the runtime) -> bench -> manifest + report.
+Every stage's output lives in ``OUT/cache/<stage>/<key>/`` and is written atomically, so a rerun of an
+unchanged recipe only re-reads the cache, a config change reruns that stage and what follows, and a killed
+build resumes at the first stage it lacks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgevision.runtime.bundle import load_bundle
+from edgevision.runtime.errors import UserError
+from edgevision.runtime.fsutil import atomic_dir, sha256_file
+
+from .cache import Artifact, Cache
+from .checkpoint import load_checkpoint
+from .devices import load_profile
+from .models.registry import get_model_spec
+from .recipe import Recipe, load_recipe
+from .stages.bench import bench_latency
+from .stages.bundle import make_sidecar, write_bundle
+from .stages.data import PreparedData, prepare_data
+from .stages.evaluate import evaluate_bundle
+from .stages.export import check_parity, export_onnx
+from .stages.report import write_outputs
+from .stages.train import CHECKPOINT, train_stage
+
+ONNX_NAME = "model.onnx"
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: dict[str, Any]
+
+
+def count_macs_params(model: Any, input_size: int) -> tuple[int, int]:
+    import torch
+    import torch_pruning as tp
+
+    macs, params = tp.utils.count_ops_and_params(model.eval(), torch.zeros(1, 3, input_size, input_size))
+    return int(macs), int(params)
+
+
+def _export(recipe: Recipe, ckpt: Path, cache: Cache) -> Artifact:
+    material = {"checkpoint": sha256_file(ckpt), "export": recipe.export.model_dump(mode="json"),
+                "input_size": recipe.input_size}
+
+    def run(workdir: Path) -> dict[str, Any]:
+        model, _ = load_checkpoint(ckpt)
+        ex = recipe.export
+        info = export_onnx(model, recipe.input_size, workdir / ONNX_NAME, opset=ex.opset,
+                           dynamic_batch=ex.dynamic_batch, simplify=ex.simplify)
+        parity = check_parity(model, workdir / ONNX_NAME, recipe.input_size, samples=ex.parity.samples,
+                              atol=ex.parity.atol, rtol=ex.parity.rtol)
+        if not parity.ok:
+            raise UserError(
+                f"export: torch and ONNX Runtime disagree (max abs err {parity.max_abs_err:.3g}, max rel err "
+                f"{parity.max_rel_err:.3g} > atol {ex.parity.atol} / rtol {ex.parity.rtol}); "
+                "check export.opset or loosen export.parity"
+            )
+        macs, params = count_macs_params(model, recipe.input_size)
+        return {**info, "parity": parity.to_dict(), "macs": macs, "params": params,
+                "onnx_sha256": sha256_file(workdir / ONNX_NAME)}
+
+    return cache.run("export", material, run)
+
+
+def build_variant(
+    name: str,
+    recipe: Recipe,
+    data: PreparedData,
+    ckpt: Path,
+    cache: Cache,
+    out: Path,
+    precision: str = "fp32",
+) -> dict[str, Any]:
+    """Export, bundle, evaluate and bench one model; copy its bundle to ``out/name``; return its record."""
+    exported = _export(recipe, ckpt, cache)
+    onnx_path = exported.path(ONNX_NAME)
+    spec = get_model_spec(recipe.model.name)
+    provenance: dict[str, str | None] = {
+        "recipe_hash": recipe.artifact_digest(), "dataset_hash": data.digest,
+        "checkpoint_hash": sha256_file(ckpt), "onnx_hash": exported.data["onnx_sha256"],
+    }
+    bundled = cache.run(
+        "bundle", {"onnx": exported.data["onnx_sha256"], "recipe": recipe.artifact_digest(), "precision": precision},
+        lambda d: write_bundle(d, onnx_path, make_sidecar(recipe, spec, list(data.train.class_names),
+                                                           precision=precision, provenance=provenance)),
+    )
+    bundle = load_bundle(bundled.dir)
+    ev = recipe.eval
+    evaluated = cache.run(
+        "evaluate", {"bundle": bundled.key, "val": data.digest, "eval": ev.model_dump(mode="json")},
+        lambda d: evaluate_bundle(bundle, data.val, conf=ev.conf, iou=ev.iou, max_det=ev.max_det, limit=ev.limit),
+    )
+    bn = recipe.bench
+    benched = cache.run(
+        "bench", {"bundle": bundled.key, "checkpoint": provenance["checkpoint_hash"],
+                  "bench": bn.model_dump(mode="json")},
+        lambda d: bench_latency(load_checkpoint(ckpt)[0], onnx_path, recipe.input_size,
+                                backends=list(bn.backends), warmup=bn.warmup, iters=bn.iters,
+                                threads=bn.threads),
+    )
+    with atomic_dir(out / name) as tmp:
+        shutil.copytree(bundled.dir, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("_stage.json"))
+    return {
+        "bundle": name,
+        "precision": precision,
+        "metrics": {k: evaluated.data[k] for k in ("map50_95", "map50", "map75") if k in evaluated.data},
+        "latency_ms": benched.data,
+        "parity": {k: exported.data["parity"][k] for k in ("max_abs_err", "max_rel_err")},
+        "macs": exported.data["macs"],
+        "params": exported.data["params"],
+        "size_bytes": onnx_path.stat().st_size,
+        "onnx_sha256": exported.data["onnx_sha256"],
+        "export": {k: exported.data[k] for k in ("opset", "dynamic_batch", "simplified", "nodes_before",
+                                                 "nodes_after")},
+    }
+
+
+def build(recipe_path: Path, out: Path | None = None, *, cache_dir: Path | None = None,
+          log: Callable[[str], None] = print) -> BuildResult:
+    t0 = time.perf_counter()
+    recipe = load_recipe(recipe_path)
+    profiles = [load_profile(t) for t in recipe.targets]  # unknown device names fail before any work
+    get_model_spec(recipe.model.name)
+    out = out if out is not None else Path("runs") / recipe.name
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Cache(cache_dir if cache_dir is not None else out / "cache", log=log)
+
+    data = prepare_data(recipe.dataset, cache)
+    log(f"data: {len(data.train.records)} train / {len(data.val.records)} val images, "
+        f"{len(data.train.class_names)} classes")
+    trained = train_stage(recipe, data, cache)
+    ckpt = trained.path(CHECKPOINT)
+    variants = {"fp32": build_variant("fp32", recipe, data, ckpt, cache, out)}
+
+    manifest = write_outputs(out, recipe, data, variants, profiles, cache.events, trained.data,
+                             seconds=time.perf_counter() - t0)
+    return BuildResult(out, manifest)

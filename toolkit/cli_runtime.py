@@ -1,0 +1,188 @@
+"""Runtime-side commands, `run` and `bench`: they import only edgevision.runtime, never torch.
+
+Both take a bundle directory or a bare ``.onnx`` file; for the latter, ``--imgsz``/``--names``/``--task``
+fill in (or override) what the model's own metadata says (see ``edgevision.runtime.onnx_meta``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from edgevision.runtime.bundle import Bundle
+
+_PATH = click.Path(path_type=Path)
+_BACKENDS = click.Choice(["auto", "onnxruntime", "tensorrt"])
+
+
+def _onnx_options(fn: Any) -> Any:
+    fn = click.option("--task", type=click.Choice(["detect", "pose"]), default=None,
+                      help="Bare ONNX: task (default: metadata, else detect).")(fn)
+    fn = click.option("--names", default=None,
+                      help="Bare ONNX: class names, comma-separated or a text file with one per line.")(fn)
+    fn = click.option("--imgsz", default=None, help="Bare ONNX: input size, N or H,W (default: metadata/model).")(fn)
+    return fn
+
+
+def _load(model: Path, imgsz: str | None, names: str | None, task: str | None) -> Bundle:
+    from edgevision.runtime.errors import UserError
+    from edgevision.runtime.onnx_meta import bundle_from_onnx, parse_names
+    from edgevision.runtime.pipeline import load_model
+
+    overrides: dict[str, Any] = {}
+    if imgsz:
+        try:
+            parts = [int(v) for v in imgsz.replace("x", ",").split(",")]
+        except ValueError:
+            raise UserError(f"--imgsz {imgsz!r}: expected N or H,W") from None
+        overrides["imgsz"] = parts[0] if len(parts) == 1 else tuple(parts)
+    if names:
+        p = Path(names)
+        text = ",".join(ln.strip() for ln in p.read_text().splitlines() if ln.strip()) if p.is_file() else names
+        overrides["names"] = parse_names(text, "--names")
+    if task:
+        overrides["task"] = task
+    if model.suffix.lower() == ".onnx" and model.is_file():
+        return bundle_from_onnx(model, **overrides)
+    if overrides:
+        raise UserError(f"{model}: --imgsz/--names/--task apply to a bare .onnx file, not a bundle")
+    return load_model(model)
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("edgevision")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("edgevision: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+@click.command()
+@click.argument("model", type=_PATH)
+@click.option("--source", "source_uri", default=None,
+              help="Video file or image folder: measure backend-only vs full-pipeline throughput on it.")
+@click.option("--frames", type=click.IntRange(2), default=None, help="With --source: frames per pipeline run.")
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True,
+              help="With --source: alternating backend/pipeline rounds (medians are reported).")
+@click.option("--warmup", type=click.IntRange(0), default=10, show_default=True)
+@click.option("--iters", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="0 = all cores.")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime"]), default="auto", show_default=True)
+@click.option("--replicas", type=click.IntRange(1), default=None,
+              help="With --source: inference sessions sharing --threads (default: 2 on a multi-core CPU).")
+@_onnx_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, warmup: int, iters: int,
+          threads: int, backend: str, replicas: int | None, imgsz: str | None, names: str | None,
+          task: str | None, as_json: bool) -> None:
+    """Speed of MODEL (bundle or .onnx) on this machine. Runtime-only.
+
+    Without --source: batch-1 latency on random input (median / p90 / p99 in ms). With --source FILE:
+    backend-only FPS, full-pipeline FPS (decode -> preprocess -> infer -> postprocess) and their ratio
+    `efficiency`, plus per-stage latencies.
+    """
+    from edgevision.runtime.bench import bench_bundle, bench_stream
+
+    bundle = _load(model, imgsz, names, task)
+    if source_uri is None:
+        result = bench_bundle(bundle, warmup=warmup, iters=iters, threads=threads, backend=backend)
+    else:
+        result = bench_stream(bundle, source_uri, frames=frames, rounds=rounds, warmup=warmup, threads=threads,
+                              backend=backend, replicas=replicas)
+    click.echo(json.dumps(result, indent=2) if as_json else
+               "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+@click.command()
+@click.argument("model", type=_PATH)
+@click.option("--source", "source_uri", required=True,
+              help="File, folder, glob, v4l2:///dev/video0, csi://0, rtsp://..., http(s)://..., "
+                   "synthetic://?fps=30")
+@click.option("--sink", "sink_specs", multiple=True,
+              help="Repeatable: video:out.mp4, jsonl:out.jsonl, display, http://127.0.0.1:8080[?token=T].")
+@click.option("--conf", type=click.FloatRange(0, 1), default=None, help="Score threshold (default: bundle).")
+@click.option("--iou", type=click.FloatRange(0, 1, min_open=True), default=None, help="NMS IoU (default: bundle).")
+@click.option("--max-det", type=click.IntRange(1), default=None, help="Detections per frame (default: bundle).")
+@click.option("--backend", type=_BACKENDS, default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
+              help="CPU threads for inference (0 = all cores; files split them between 2 ONNX Runtime sessions).")
+@click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after N frames.")
+@click.option("--width", type=click.IntRange(1), default=None, help="Resize frames / ask the camera for this.")
+@click.option("--height", type=click.IntRange(1), default=None)
+@click.option("--fps", type=click.FloatRange(0, min_open=True), default=None,
+              help="Camera rate; paces files, folders and synthetic:// like a camera.")
+@click.option("--loop", is_flag=True, help="Restart files and folders at their end.")
+@click.option("--drop-policy", type=click.Choice(["auto", "newest", "lossless"]), default="auto",
+              show_default=True, help="auto: newest frame for live sources, lossless for files.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="Seconds to wait when opening a device or stream.")
+@_onnx_options
+@click.option("--no-status", is_flag=True, help="No live status line on stderr.")
+def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float | None, iou: float | None,
+        max_det: int | None, backend: str, threads: int, max_frames: int | None, width: int | None,
+        height: int | None, fps: float | None, loop: bool, drop_policy: str, timeout_s: float,
+        imgsz: str | None, names: str | None, task: str | None, no_status: bool) -> None:
+    """Run MODEL (bundle or .onnx) on a stream and send the results to sinks. Runtime-only.
+
+    Prints a live status line (FPS, latency, drops) and a summary at exit; Ctrl-C stops cleanly and
+    flushes the sinks. Example: edgevision run runs/quickstart/fp32 --source synthetic://?fps=30
+    --sink video:demo.mp4 --sink http://127.0.0.1:8080
+    """
+    from edgevision.runtime.pipeline import Pipeline
+    from edgevision.runtime.sources import open_source
+
+    _setup_logging()
+    bundle = _load(model, imgsz, names, task)
+    sinks = _make_sinks(sink_specs, bundle)
+    try:
+        source = open_source(source_uri, width=width, height=height, fps=fps, loop=loop, timeout_s=timeout_s)
+    except BaseException:
+        _close_all(sinks)
+        raise
+    pipe = Pipeline(bundle, source, sinks, drop_policy=drop_policy,  # type: ignore[arg-type]
+                    max_frames=max_frames, conf=conf, iou=iou, max_det=max_det, backend=backend, threads=threads,
+                    status=not no_status)
+    try:
+        pipe.run()
+    finally:
+        click.echo(pipe.metrics.summary(), err=True)
+
+
+def _make_sinks(specs: tuple[str, ...], bundle: Bundle) -> list[Any]:
+    if not specs:
+        return []
+    from edgevision.runtime.errors import UserError
+
+    try:
+        from edgevision.runtime.sinks import make_sink
+    except ImportError as exc:  # pragma: no cover - only while sinks.py is missing
+        raise UserError(f"--sink needs edgevision.runtime.sinks, which failed to import ({exc})") from None
+    side = bundle.sidecar
+    skeleton = list(side.keypoints.skeleton) if side.keypoints else None
+    sinks: list[Any] = []
+    try:
+        for spec in specs:
+            sinks.append(make_sink(spec, class_names=side.class_names, skeleton=skeleton))
+    except BaseException:
+        _close_all(sinks)
+        raise
+    return sinks
+
+
+def _close_all(sinks: list[Any]) -> None:
+    for s in sinks:
+        try:
+            s.close()
+        except Exception as exc:  # closing after another error: report, keep the first error
+            click.echo(f"warning: closing sink failed: {exc}", err=True)
+
+
+def runtime_commands() -> list[click.Command]:
+    return [bench, run]

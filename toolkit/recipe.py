@@ -1,0 +1,200 @@
+"""Recipe schema: what `edgevision build RECIPE.yaml` reads.
+
+Validated with pydantic (unknown keys are errors, types are checked); a failure becomes one ``UserError``
+line naming the file and the key path, e.g. ``recipe.yaml: compress[1].quantize.method: ...``.
+The ``compress:`` list is ordered; each item is a one-key mapping whose key names the stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgevision.runtime.errors import UserError
+from edgevision.runtime.validation import validation_line
+
+COMPRESS_STAGES = ("prune", "distill", "quantize")
+_NOT_ARTIFACT = {"eval", "bench", "targets"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    name: str = "edgedet"
+    size: str = "n"
+    checkpoint: Path | None = Field(
+        default=None, description="a checkpoint written by `edgevision build`/`train`; skips training"
+    )
+
+
+class CocoSplit(_Strict):
+    annotations: Path
+    images: Path | None = None
+
+
+class DatasetConfig(_Strict):
+    kind: Literal["synthetic", "coco", "yolo"] = "synthetic"
+    seed: int = 0
+    num_train: int = Field(default=2000, ge=1)
+    num_val: int = Field(default=300, ge=1)
+    image_size: int = Field(default=256, ge=32, le=4096, description="synthetic image side in pixels")
+    max_objects: int = Field(default=8, ge=1, le=100)
+    train: CocoSplit | None = None
+    val: CocoSplit | None = None
+    data_yaml: Path | None = Field(default=None, description="YOLO-format data.yaml (kind: yolo)")
+
+    @model_validator(mode="after")
+    def _paths_for_kind(self) -> DatasetConfig:
+        if self.kind == "coco" and (self.train is None or self.val is None):
+            raise ValueError("kind 'coco' needs both 'train' and 'val' ({annotations, images})")
+        if self.kind == "yolo" and self.data_yaml is None:
+            raise ValueError("kind 'yolo' needs 'data_yaml'")
+        return self
+
+
+class AugmentSection(_Strict):
+    """Training augmentation strengths (0 disables one); see toolkit/data/augment.py."""
+
+    flip: float = Field(default=0.5, ge=0, le=1)
+    hsv_h: float = Field(default=0.015, ge=0, le=0.5)
+    hsv_s: float = Field(default=0.5, ge=0, le=1)
+    hsv_v: float = Field(default=0.3, ge=0, le=1)
+    scale: float = Field(default=0.25, ge=0, lt=1)
+    translate: float = Field(default=0.1, ge=0, le=0.5)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(default=5, ge=1)
+    batch: int = Field(default=16, ge=1)
+    lr: float = Field(default=0.002, gt=0)
+    weight_decay: float = Field(default=0.0005, ge=0)
+    warmup_epochs: float = Field(default=0.5, ge=0)
+    augment: AugmentSection = AugmentSection()
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    ema: bool = True
+    seed: int = 0
+    num_threads: int = Field(default=0, ge=0, description="0 = all cores")
+
+
+class ParityConfig(_Strict):
+    samples: int = Field(default=4, ge=1)
+    atol: float = Field(default=1e-3, gt=0)
+    rtol: float = Field(default=1e-3, gt=0)
+
+
+class ExportConfig(_Strict):
+    opset: int = Field(default=17, ge=11, le=21)
+    dynamic_batch: bool = False
+    simplify: bool = True
+    parity: ParityConfig = ParityConfig()
+
+
+class PostprocessConfig(_Strict):
+    conf: float = Field(default=0.25, ge=0, le=1)
+    iou: float = Field(default=0.45, gt=0, le=1)
+    max_det: int = Field(default=100, ge=1)
+
+
+class EvalConfig(_Strict):
+    conf: float = Field(default=0.001, ge=0, le=1)
+    iou: float = Field(default=0.6, gt=0, le=1)
+    max_det: int = Field(default=100, ge=1)
+    limit: int | None = Field(default=None, ge=1, description="evaluate only the first N val images")
+
+
+class BenchConfig(_Strict):
+    warmup: int = Field(default=10, ge=0)
+    iters: int = Field(default=50, ge=1)
+    threads: int = Field(default=0, ge=0, description="0 = all cores")
+    backends: list[Literal["torch-cpu", "onnxruntime-cpu"]] = ["torch-cpu", "onnxruntime-cpu"]
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    task: Literal["detect", "pose"] = "detect"
+    model: ModelConfig = ModelConfig()
+    input_size: int = Field(default=256, ge=32, le=4096)
+    dataset: DatasetConfig = DatasetConfig()
+    train: TrainConfig = TrainConfig()
+    export: ExportConfig = ExportConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
+    eval: EvalConfig = EvalConfig()
+    bench: BenchConfig = BenchConfig()
+    targets: list[str] = ["x86-cpu"]
+    compress: list[dict[str, Any]] = []
+
+    @field_validator("input_size")
+    @classmethod
+    def _multiple_of_32(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError(f"must be a multiple of 32 (the largest stride), got {v}")
+        return v
+
+    @field_validator("compress")
+    @classmethod
+    def _compress_items(cls, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, item in enumerate(items):
+            if len(item) != 1:
+                raise ValueError(f"item {i} must be a one-key mapping like '- prune: {{...}}', got {item!r}")
+            (stage,) = item
+            if stage not in COMPRESS_STAGES:
+                raise ValueError(f"item {i}: unknown stage {stage!r}; known: {', '.join(COMPRESS_STAGES)}")
+            raise ValueError(f"item {i}: stage {stage!r} is not available in this edgevision version yet")
+        return items
+
+    def digest(self) -> str:
+        """Content hash of the whole validated recipe."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def artifact_digest(self) -> str:
+        """Hash of the sections that shape the deployed model (not eval/bench/targets): the bundle's
+        provenance, so re-scoring or re-timing a model does not make its bundle look different."""
+        blob = json.dumps(self.model_dump(mode="json", exclude=_NOT_ARTIFACT), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def load_yaml(path: Path) -> Any:
+    """Read a YAML file; missing file or malformed YAML -> ``UserError`` naming the file (and line)."""
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}:{where}: malformed YAML: {problem}") from None
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Load and validate a recipe; relative dataset/checkpoint paths resolve against the recipe's folder."""
+    raw = load_yaml(path)
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a recipe must be a YAML mapping, got {type(raw).__name__}")
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(validation_line(str(path), exc)) from None
+    return _resolve_paths(recipe, path.parent)
+
+
+def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else (base / p).resolve())
+
+    ds = recipe.dataset
+    splits = {
+        k: (None if s is None else s.model_copy(update={"annotations": fix(s.annotations), "images": fix(s.images)}))
+        for k, s in (("train", ds.train), ("val", ds.val))
+    }
+    ds = ds.model_copy(update={**splits, "data_yaml": fix(ds.data_yaml)})
+    model = recipe.model.model_copy(update={"checkpoint": fix(recipe.model.checkpoint)})
+    return recipe.model_copy(update={"dataset": ds, "model": model})

@@ -1,0 +1,62 @@
+"""Bench stage: batch-1 latency of the same model on torch eager and on ONNX Runtime, side by side.
+
+Both run in one process on the same input, interleaved round-robin (``runtime.benchmark.measure``), with
+the same thread count, so the ratio between them is meaningful on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgevision.runtime.backends.onnxruntime import OrtBackend
+from edgevision.runtime.benchmark import measure
+
+from .export import INPUT_NAME
+
+
+def bench_latency(
+    model: nn.Module,
+    onnx_path: Path,
+    input_size: int,
+    *,
+    backends: list[str],
+    warmup: int = 10,
+    iters: int = 50,
+    threads: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Median / p90 / p99 (ms) per backend name (``torch-cpu``, ``onnxruntime-cpu``)."""
+    n = threads or (os.cpu_count() or 1)
+    x = np.random.default_rng(0).random((1, 3, input_size, input_size), dtype=np.float32)
+    fns: dict[str, Callable[[], object]] = {}
+    prev_threads = torch.get_num_threads()
+    ort = None
+    try:
+        if "torch-cpu" in backends:
+            torch.set_num_threads(n)
+            xt = torch.from_numpy(x)
+            model = model.eval()
+
+            def run_torch() -> object:
+                with torch.inference_mode():
+                    return model(xt)
+
+            fns["torch-cpu"] = run_torch
+        if "onnxruntime-cpu" in backends:
+            ort = OrtBackend(onnx_path, providers=["CPUExecutionProvider"], intra_op_threads=n)
+            feed = {INPUT_NAME: x}
+            fns["onnxruntime-cpu"] = lambda: ort.infer(feed)
+        stats = measure(fns, warmup=warmup, iters=iters)
+    finally:
+        torch.set_num_threads(prev_threads)
+        if ort is not None:
+            ort.close()
+    out: dict[str, dict[str, float]] = {name: s.to_dict() for name, s in stats.items()}
+    if "torch-cpu" in out and "onnxruntime-cpu" in out:
+        out["onnxruntime-cpu"]["vs_torch"] = round(out["onnxruntime-cpu"]["median"] / out["torch-cpu"]["median"], 4)
+    return out

@@ -1,0 +1,68 @@
+"""Bundle stage: ONNX + sidecar (``edgevision.json``) in one directory, the toolkit -> runtime contract."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+from edgevision.runtime.bundle import (
+    SIDECAR_NAME,
+    InputSpec,
+    OutputSpec,
+    PostprocessSpec,
+    Provenance,
+    Sidecar,
+)
+from edgevision.runtime.fsutil import atomic_write_text
+
+from ..models.registry import ModelSpec
+from ..recipe import Recipe
+from .export import INPUT_NAME, OUTPUT_NAME
+
+_TOOLS = ("edgevision", "torch", "onnx", "onnxsim", "onnxruntime", "numpy", "opencv-python-headless")
+
+
+def tool_versions() -> dict[str, str]:
+    out = {}
+    for name in _TOOLS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def make_sidecar(
+    recipe: Recipe,
+    spec: ModelSpec,
+    class_names: list[str],
+    *,
+    precision: str = "fp32",
+    provenance: dict[str, str | None],
+) -> Sidecar:
+    batch: int | str = "batch" if recipe.export.dynamic_batch else 1
+    s = recipe.input_size
+    pp = recipe.postprocess
+    return Sidecar(
+        name=recipe.name,
+        task=recipe.task,
+        class_names=class_names,
+        input=InputSpec(name=INPUT_NAME, shape=[batch, 3, s, s], color="rgb" if spec.rgb else "bgr",
+                        mean=list(spec.mean), std=list(spec.std), pad_value=spec.pad_value),
+        output=OutputSpec(layout="yolo", names=[OUTPUT_NAME], num_classes=len(class_names),
+                          strides=list(spec.strides)),
+        postprocess=PostprocessSpec(conf=pp.conf, iou=pp.iou, max_det=pp.max_det),
+        precision=precision,  # type: ignore[arg-type]
+        provenance=Provenance(**provenance, tools=tool_versions(),
+                              created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")),
+    )
+
+
+def write_bundle(directory: Path, onnx_path: Path, sidecar: Sidecar) -> dict[str, list[str]]:
+    """Write ``model.onnx`` + sidecar into ``directory`` (the caller makes it atomic as a whole)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_path, directory / sidecar.model_file)
+    atomic_write_text(directory / SIDECAR_NAME, sidecar.model_dump_json(indent=2) + "\n")
+    return {"files": [sidecar.model_file, SIDECAR_NAME]}

@@ -1,0 +1,118 @@
+"""Report stage: ``manifest.json`` (machine-readable, every artifact hashed) and ``report.md`` (for people).
+
+The manifest is what regression gates read: ``variants.<name>.{bundle, metrics, latency_ms, parity, macs,
+params, size_bytes}`` keep their names; new fields are only ever added.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgevision.runtime.fsutil import atomic_write_json, atomic_write_text, sha256_file
+
+from ..devices import DeviceProfile
+from ..recipe import Recipe
+from .bundle import tool_versions
+from .data import PreparedData
+
+MANIFEST = "manifest.json"
+REPORT = "report.md"
+
+
+def _artifacts(out: Path, variants: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    arts = []
+    for v in variants.values():
+        for f in sorted((out / v["bundle"]).iterdir()):
+            if f.is_file():
+                arts.append({"path": str(f.relative_to(out)), "sha256": sha256_file(f), "size_bytes": f.stat().st_size})
+    return arts
+
+
+def _targets(profiles: Sequence[DeviceProfile]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for p in profiles:
+        entry: dict[str, Any] = {"backend": p.backend, "default_precision": p.default_precision}
+        if p.backend == "tensorrt":
+            entry["engine"] = "not built by this version: TensorRT engines are built on the target device"
+        out[p.name] = entry
+    return out
+
+
+def write_outputs(
+    out: Path,
+    recipe: Recipe,
+    data: PreparedData,
+    variants: dict[str, dict[str, Any]],
+    profiles: Sequence[DeviceProfile],
+    stages: list[dict[str, Any]],
+    train_info: dict[str, Any],
+    *,
+    seconds: float,
+) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "schema_version": 1,
+        "name": recipe.name,
+        "task": recipe.task,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "recipe": recipe.model_dump(mode="json"),
+        "recipe_hash": recipe.digest(),
+        "recipe_artifact_hash": recipe.artifact_digest(),
+        "dataset": {"hash": data.digest, "train_images": len(data.train.records),
+                    "val_images": len(data.val.records), "classes": list(data.train.class_names),
+                    "train_annotations": str(data.train.ann_file), "val_annotations": str(data.val.ann_file)},
+        "training": train_info,
+        "variants": variants,
+        "targets": _targets(profiles),
+        "artifacts": _artifacts(out, variants),
+        "stages": stages,
+        "tools": tool_versions(),
+        "build_seconds": round(seconds, 2),
+    }
+    atomic_write_json(out / MANIFEST, manifest)
+    atomic_write_text(out / REPORT, render_report(manifest))
+    return manifest
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return "-" if v is None else str(v)
+
+
+def render_report(m: dict[str, Any]) -> str:
+    lines = [f"# edgevision build report: {m['name']}", "",
+             f"Task `{m['task']}`, built {m['created']} in {m['build_seconds']:.0f} s; recipe hash "
+             f"`{m['recipe_hash'][:12]}`.", "",
+             f"Dataset: {m['dataset']['train_images']} train / {m['dataset']['val_images']} val images, "
+             f"{len(m['dataset']['classes'])} classes ({', '.join(m['dataset']['classes'])}).", "",
+             "## Variants", "",
+             "| variant | mAP50-95 | mAP50 | latency median / p90 / p99 (ms) | ORT/torch | MACs (M) | params (k) "
+             "| ONNX size (KiB) | parity max abs err |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, v in m["variants"].items():
+        lat = "<br>".join(f"{b}: {s['median']:.2f} / {s['p90']:.2f} / {s['p99']:.2f}"
+                          for b, s in v["latency_ms"].items())
+        ratio = v["latency_ms"].get("onnxruntime-cpu", {}).get("vs_torch")
+        lines.append(
+            f"| {name} | {_fmt(v['metrics'].get('map50_95'))} | {_fmt(v['metrics'].get('map50'))} | {lat} | "
+            f"{_fmt(ratio, 2)} | {v['macs'] / 1e6:.1f} | {v['params'] / 1e3:.1f} | {v['size_bytes'] / 1024:.0f} "
+            f"| {v['parity']['max_abs_err']:.2e} |"
+        )
+    lines += ["", "Accuracy is measured on the deployed artifact: the bundle's ONNX model through the "
+              "runtime's ONNX Runtime backend and postprocessing, scored with pycocotools.", "",
+              "## Targets", ""]
+    for name, t in m["targets"].items():
+        lines.append(f"- `{name}`: backend {t['backend']}, default precision {t['default_precision']}"
+                     + (f"; {t['engine']}" if "engine" in t else ""))
+    lines += ["", "## Stages", "", "| stage | key | cached | seconds |", "|---|---|---|---|"]
+    for s in m["stages"]:
+        lines.append(f"| {s['stage']} | `{s['key']}` | {'yes' if s['cached'] else 'no'} | {s['seconds']:.1f} |")
+    losses = m["training"].get("epoch_losses")
+    if losses:
+        lines += ["", f"Training: {len(losses)} epochs, loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+                  + (f" in {m['training']['train_seconds']:.0f} s." if "train_seconds" in m["training"] else ".")]
+    lines += ["", "## Tools", "", ", ".join(f"{k} {v}" for k, v in m["tools"].items()), ""]
+    return "\n".join(lines)
