@@ -257,11 +257,13 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
+            from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+            # stderr: stdout stays for results; rich draws only where stderr is a terminal
             self._p = Progress(TextColumn("[bold]train[/bold] {task.description}"), BarColumn(),
                                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                               TimeRemainingColumn(), transient=False)
+                               TimeRemainingColumn(), transient=False, console=Console(stderr=True))
             self._p.__enter__()
             self._task = self._p.add_task("", total=self.total)
         return self

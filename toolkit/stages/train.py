@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
         cfg = FitConfig(epochs=t.epochs, batch=t.batch, lr=t.lr, weight_decay=t.weight_decay,
                         warmup_epochs=t.warmup_epochs, optimizer=t.optimizer, ema=t.ema, seed=t.seed,
                         num_threads=t.num_threads or (os.cpu_count() or 1))
-        result = fit(model, ds, cfg)
+        on_epoch = None if sys.stderr.isatty() else (  # the bar shows progress on a terminal; logs get lines
+            lambda i, loss, _m: cache.log(f"[train] epoch {i + 1}/{t.epochs} loss {loss:.3f}"))
+        result = fit(model, ds, cfg, on_epoch=on_epoch)
         trained = result.model if result.model is not None else model
         meta = CheckpointMeta(model=recipe.model.name, size=recipe.model.size, task=recipe.task,
                               class_names=list(data.train.class_names), input_size=recipe.input_size)
