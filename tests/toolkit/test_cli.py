@@ -87,3 +87,17 @@ def test_console_script_runs(tmp_path: Path) -> None:
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "jetson-orin-nano-8gb" in res.stdout
+
+
+def test_corrupt_onnx_in_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    b = tmp_path / "bundle"
+    b.mkdir()
+    (b / "edgevision.json").write_text(
+        '{"name": "x", "task": "detect", "class_names": ["a"], "input": {"shape": [1, 3, 32, 32]},'
+        ' "output": {"num_classes": 1}}')
+    (b / "model.onnx").write_bytes(b"\x00garbage\xff" * 10)
+    line = user_error(["bench", str(b)], capsys)
+    assert "model.onnx" in line
+    ann = tmp_path / "gt.json"
+    ann.write_text('{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}')
+    assert "model.onnx" in user_error(["eval", str(b), "--data", str(ann)], capsys)
