@@ -1,25 +1,9 @@
-"""Built-in synthetic detection dataset: rotated shapes on cluttered backgrounds, in COCO format.
+"""Built-in synthetic detection dataset: rotated shapes on cluttered backgrounds, written in COCO format.
 
-Why hand-written: the quickstart recipes must train, compress and evaluate a detector in minutes on a
-CPU with no download, so the data has to be generated locally, deterministically and fast. No library
-ships a generator with exactly-known boxes, so this one draws with OpenCV from a numpy ``Generator``.
-
-What makes it a real (if small) learning problem:
-
-- six shape classes (``CLASS_NAMES``), each randomly rotated, stretched (aspect jitter), colour-jittered
-  and shaded, at scales from ~9 px up to ~45% of the image (log-uniform, so many small objects);
-- overlap: later shapes cover earlier ones; a shape with more than 70% of its pixels covered, or with
-  less than 60% of its area inside the frame, is not drawn at all (so every drawn shape is labelled);
-- backgrounds: two-colour gradients, smooth noise textures, gratings, soft blobs and thin lines in many
-  colours (never closed outlines, so clutter never looks like a class), then pixel noise and blur.
-
-Boxes are exact: every shape is a set of float polygons in continuous pixel coordinates (pixel ``i``
-spans ``[i, i+1)``, the COCO convention), rasterised by 4x supersampling and area-downsampling, so the
-drawn coverage matches the geometry the box is computed from (to ~1/8 px along slanted edges). OpenCV's
-own ``LINE_AA`` fill is not used: it inflates shapes by about a pixel and mishandles holes (the ring).
-
-The scene renderer itself lives in ``edgevision.runtime.synthetic`` (the torch-free ``synthetic://``
-stream uses it too); this module writes its scenes out as a COCO dataset.
+The scenes come from ``edgevision.runtime.synthetic`` (the same renderer feeds the torch-free
+``synthetic://`` camera, so the demo stream looks like the training data); its docstring says what makes
+the data a real learning problem and why boxes are exact. This module only splits, seeds and writes:
+one seed per (seed, split, index), so val images do not change when ``num_train`` does.
 """
 
 from __future__ import annotations
