@@ -55,10 +55,10 @@ class Predictor:
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.backend.infer({self.input.name: batch})[self.output_name]
 
-    def postprocess(self, raw: np.ndarray, boxes: Sequence[Letterbox]) -> list[Detections]:
+    def postprocess(self, raw: np.ndarray, letterboxes: Sequence[Letterbox]) -> list[Detections]:
         dets = decode_yolo(raw, self.num_classes, self.num_keypoints, conf=self.conf, iou=self.iou,
                            max_det=self.max_det)
-        return [lb.unmap_detections(d) for d, lb in zip(dets, boxes, strict=True)]
+        return [lb.unmap_detections(d) for d, lb in zip(dets, letterboxes, strict=True)]
 
     def predict(self, image: np.ndarray) -> Detections:
         tensor, lb = self.preprocess(image)
