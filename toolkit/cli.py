@@ -16,6 +16,7 @@ import click
 
 from edgevision.runtime.errors import EdgevisionError
 
+from .cli_engine import engine
 from .cli_runtime import runtime_commands
 
 _PATH = click.Path(path_type=Path)
@@ -130,6 +131,7 @@ def doctor(as_json: bool) -> None:
 
 for _cmd in runtime_commands():
     cli.add_command(_cmd)
+cli.add_command(engine)
 
 
 def _emit(obj: dict[str, Any], as_json: bool) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from edgevision.toolkit.cli import cli, main
 
-COMMANDS = ["build", "export", "eval", "bench", "devices", "doctor"]
+COMMANDS = ["build", "export", "eval", "bench", "devices", "doctor", "engine"]
 
 
 def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
