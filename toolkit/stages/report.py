@@ -31,14 +31,17 @@ def _artifacts(out: Path, variants: dict[str, dict[str, Any]]) -> list[dict[str,
     return arts
 
 
-def _targets(profiles: Sequence[DeviceProfile]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def _targets(out: Path, profiles: Sequence[DeviceProfile], variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per target: its backend, and for TensorRT targets the command that builds the engine on the device
+    (engines are tied to one GPU SM and TensorRT version, so they are built where they run)."""
+    targets: dict[str, dict[str, Any]] = {}
     for p in profiles:
         entry: dict[str, Any] = {"backend": p.backend, "default_precision": p.default_precision}
         if p.backend == "tensorrt":
-            entry["engine"] = "not built by this version: TensorRT engines are built on the target device"
-        out[p.name] = entry
-    return out
+            entry["engine_commands"] = {v: f"edgevision engine {out / rec['bundle']} --device {p.name}"
+                                        for v, rec in variants.items()}
+        targets[p.name] = entry
+    return targets
 
 
 def write_outputs(
@@ -65,7 +68,7 @@ def write_outputs(
                     "train_annotations": str(data.train.ann_file), "val_annotations": str(data.val.ann_file)},
         "training": train_info,
         "variants": variants,
-        "targets": _targets(profiles),
+        "targets": _targets(out, profiles, variants),
         "artifacts": _artifacts(out, variants),
         "stages": stages,
         "tools": tool_versions(),
@@ -105,8 +108,9 @@ def render_report(m: dict[str, Any]) -> str:
               "runtime's ONNX Runtime backend and postprocessing, scored with pycocotools.", "",
               "## Targets", ""]
     for name, t in m["targets"].items():
-        lines.append(f"- `{name}`: backend {t['backend']}, default precision {t['default_precision']}"
-                     + (f"; {t['engine']}" if "engine" in t else ""))
+        lines.append(f"- `{name}`: backend {t['backend']}, default precision {t['default_precision']}")
+        for cmd in t.get("engine_commands", {}).values():
+            lines.append(f"  - on the device: `{cmd}`")
     lines += ["", "## Stages", "", "| stage | key | cached | seconds |", "|---|---|---|---|"]
     for s in m["stages"]:
         lines.append(f"| {s['stage']} | `{s['key']}` | {'yes' if s['cached'] else 'no'} | {s['seconds']:.1f} |")
