@@ -1,4 +1,4 @@
-"""One-line messages from pydantic validation errors, shared by the sidecar, recipe and device schemas.
+"""One-line messages for bad user files (YAML syntax, pydantic validation), shared by every schema.
 
 A user who mistypes a key sees ``FILE: compress[1].quantize.method: <what is wrong>`` instead of pydantic's
 multi-line report.
@@ -7,8 +7,23 @@ multi-line report.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+import yaml
 from pydantic import ValidationError
+
+from .errors import UserError
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` whose failure is one ``UserError`` line: ``SOURCE: line N: malformed YAML: ...``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{source}:{where} malformed YAML: {problem}") from None
 
 
 def format_loc(loc: Iterable[int | str]) -> str:

@@ -20,11 +20,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgevision.runtime.errors import UserError
-from edgevision.runtime.validation import validation_line
+from edgevision.runtime.validation import parse_yaml, validation_line
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -244,13 +243,7 @@ def _files(directory: Path | None) -> dict[str, Traversable]:
 
 def _parse(stem: str, entry: Traversable) -> DeviceProfile:
     source = str(entry)
-    try:
-        raw: Any = yaml.safe_load(entry.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}:" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{source}:{where} malformed YAML: {problem}") from None
+    raw: Any = parse_yaml(entry.read_text(encoding="utf-8"), source)
     if not isinstance(raw, dict):
         raise UserError(f"{source}: a device profile must be a YAML mapping, got {type(raw).__name__}")
     try:

@@ -12,11 +12,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgevision.runtime.errors import UserError
-from edgevision.runtime.validation import validation_line
+from edgevision.runtime.validation import parse_yaml, validation_line
 
 COMPRESS_STAGES = ("prune", "distill", "quantize")
 _NOT_ARTIFACT = {"eval", "bench", "targets"}
@@ -165,13 +164,7 @@ def load_yaml(path: Path) -> Any:
     """Read a YAML file; missing file or malformed YAML -> ``UserError`` naming the file (and line)."""
     if not path.is_file():
         raise UserError(f"{path}: file not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{path}:{where}: malformed YAML: {problem}") from None
+    return parse_yaml(path.read_text(encoding="utf-8"), str(path))
 
 
 def load_recipe(path: Path) -> Recipe:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from edgevision.runtime.errors import UserError
+from edgevision.runtime.validation import parse_yaml
 
 from .coco import CocoDataset, ImageRecord, write_coco_json
 
@@ -159,10 +159,7 @@ def load_yolo(data_yaml: Path, split: str = "val") -> CocoDataset:
     path = Path(data_yaml)
     if not path.is_file():
         raise UserError(f"YOLO data file not found: {path}")
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: invalid YAML: {exc}") from None
+    cfg = parse_yaml(path.read_text(encoding="utf-8"), str(path))
     if not isinstance(cfg, dict):
         raise UserError(f"{path}: expected a mapping with path/train/val/names")
     names = _names(cfg, path)
