@@ -7,18 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_main
 
-from edgevision.toolkit.cli import cli, main
+from edgevision.toolkit.cli import cli
 
 COMMANDS = ["build", "export", "eval", "bench", "devices", "doctor", "engine"]
-
-
-def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out, out.err
 
 
 @pytest.mark.parametrize("command", COMMANDS)

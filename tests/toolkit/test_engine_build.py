@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import run_main
 
 from edgevision.runtime.bundle import SIDECAR_NAME, InputSpec, OutputSpec, Sidecar, load_bundle
 from edgevision.runtime.errors import MissingDependencyError, UserError
 from edgevision.toolkit import engine_build
-from edgevision.toolkit.cli import main
 from edgevision.toolkit.devices import load_profile
 from edgevision.toolkit.engine_build import DetectedEnv, build_engine, engine_stage, target_mismatch
 from edgevision.toolkit.engine_plan import EnginePlan, plan_engine
@@ -38,14 +38,6 @@ def _plan(profile: str = "jetson-orin-nano-8gb", version: str = "10.3.0", **kw: 
                             "opt_level": None}
     args.update(kw)
     return plan_engine(load_profile(profile), version, **args)
-
-
-def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out, out.err
 
 
 def test_target_mismatch() -> None:
