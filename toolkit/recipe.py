@@ -2,7 +2,9 @@
 
 Validated with pydantic (unknown keys are errors, types are checked); a failure becomes one ``UserError``
 line naming the file and the key path, e.g. ``recipe.yaml: compress[1].quantize.method: ...``.
-The ``compress:`` list is ordered; each item is a one-key mapping whose key names the stage.
+The ``compress:`` list is ordered; each item is a one-key mapping whose key names the stage, validated
+against that stage's schema (``compress/*_config.py``) and stored with its defaults filled in, so the
+recipe's hash covers them; :meth:`Recipe.compress_steps` returns the typed configs.
 """
 
 from __future__ import annotations
@@ -15,9 +17,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgevision.runtime.errors import UserError
-from edgevision.runtime.validation import parse_yaml, validation_line
+from edgevision.runtime.validation import format_loc, parse_yaml, validation_line
 
-COMPRESS_STAGES = ("prune", "distill", "quantize")
+from .compress.distill_config import DistillConfig
+from .compress.prune_config import PruneConfig
+from .compress.quantize_config import QuantizeConfig
+
+CompressConfig = PruneConfig | DistillConfig | QuantizeConfig
+COMPRESS_SCHEMAS: dict[str, type[PruneConfig] | type[DistillConfig] | type[QuantizeConfig]] = {
+    "prune": PruneConfig, "distill": DistillConfig, "quantize": QuantizeConfig,
+}
+COMPRESS_STAGES = tuple(COMPRESS_SCHEMAS)
 _NOT_ARTIFACT = {"eval", "bench", "targets"}
 
 
@@ -136,17 +146,42 @@ class Recipe(_Strict):
             raise ValueError(f"must be a multiple of 32 (the largest stride), got {v}")
         return v
 
-    @field_validator("compress")
+    @model_validator(mode="before")
     @classmethod
-    def _compress_items(cls, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for i, item in enumerate(items):
-            if len(item) != 1:
-                raise ValueError(f"item {i} must be a one-key mapping like '- prune: {{...}}', got {item!r}")
-            (stage,) = item
-            if stage not in COMPRESS_STAGES:
-                raise ValueError(f"item {i}: unknown stage {stage!r}; known: {', '.join(COMPRESS_STAGES)}")
-            raise ValueError(f"item {i}: stage {stage!r} is not available in this edgevision version yet")
-        return items
+    def _compress_items(cls, raw: Any) -> Any:
+        """Validate each ``compress`` item by its stage's schema; errors carry the full key path
+        (``compress[1].quantize.method``) in the message, as pydantic's own location stops at the list."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("compress"), list):
+            return raw
+        items = []
+        for i, item in enumerate(raw["compress"]):
+            where = f"compress[{i}]"
+            if not isinstance(item, dict) or len(item) != 1:
+                raise ValueError(f"{where}: must be a one-key mapping like '- prune: {{...}}', got {item!r}")
+            ((stage, body),) = item.items()
+            if stage not in COMPRESS_SCHEMAS:
+                raise ValueError(f"{where}: unknown stage {stage!r}; known: {', '.join(COMPRESS_STAGES)}")
+            try:
+                cfg = COMPRESS_SCHEMAS[stage].model_validate(body if body is not None else {})
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                loc = format_loc((stage, *first["loc"]))
+                msg = str(first["msg"]).removeprefix("Value error, ")
+                msg = "unknown key" if first["type"] == "extra_forbidden" else msg
+                raise ValueError(f"{where}.{loc}: {msg}") from None
+            items.append({stage: cfg.model_dump(mode="json")})
+        q = [i for i, it in enumerate(items) if "quantize" in it]
+        if q and q[0] != len(items) - 1:
+            raise ValueError(f"compress[{q[0]}]: 'quantize' must be the last step (it ends the float chain)")
+        return {**raw, "compress": items}
+
+    def compress_steps(self) -> list[tuple[str, CompressConfig]]:
+        """The ``compress`` list as typed configs, in order."""
+        out: list[tuple[str, CompressConfig]] = []
+        for item in self.compress:
+            ((stage, body),) = item.items()
+            out.append((stage, COMPRESS_SCHEMAS[stage].model_validate(body)))
+        return out
 
     def digest(self) -> str:
         """Content hash of the whole validated recipe."""
@@ -190,4 +225,7 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     }
     ds = ds.model_copy(update={**splits, "data_yaml": fix(ds.data_yaml)})
     model = recipe.model.model_copy(update={"checkpoint": fix(recipe.model.checkpoint)})
-    return recipe.model_copy(update={"dataset": ds, "model": model})
+    compress = [{stage: {**body, "teacher": str(fix(Path(body["teacher"])))}
+                 if stage == "distill" and body.get("teacher") else body} for item in recipe.compress
+                for stage, body in item.items()]
+    return recipe.model_copy(update={"dataset": ds, "model": model, "compress": compress})

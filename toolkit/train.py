@@ -26,9 +26,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from edgevision.runtime.errors import UserError
 
-from .models.loss import DetectionLoss
+from .models.loss import make_loss
 
 CONFIG_VERSION = 1
+
+LossFn = Callable[[Any, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""``loss_fn(train_mode_outputs, targets, images) -> (total, detached per-term items)``."""
+LossFactory = Callable[[nn.Module, "TrainConfig"], LossFn]
 
 
 @dataclass
@@ -178,6 +182,11 @@ def _default_collate() -> Callable[..., Any]:
     return collate_detection
 
 
+def _task_loss(model: nn.Module, cfg: TrainConfig) -> LossFn:
+    loss = make_loss(model, cfg.loss_weights)
+    return lambda preds, targets, _imgs: loss(preds, targets)
+
+
 def fit(
     model: nn.Module,
     train_dataset: Dataset,
@@ -185,8 +194,12 @@ def fit(
     progress: bool = True,
     on_epoch: Callable[[int, float, nn.Module], None] | None = None,
     collate_fn: Callable[..., Any] | None = None,
+    loss_factory: LossFactory | None = None,
 ) -> TrainResult:
-    """Train ``model`` (train-mode output + :class:`DetectionLoss`) on ``train_dataset``.
+    """Train ``model`` (train-mode output + the task loss of :func:`make_loss`) on ``train_dataset``.
+
+    ``loss_factory(model, cfg)`` replaces the task loss (distillation wraps it with a teacher's terms);
+    it is called once, after the model is on its device.
 
     ``on_epoch(epoch, mean_loss, eval_model)`` runs after each epoch (``eval_model`` is the EMA copy
     when enabled). Returns :class:`TrainResult`; ``result.model`` is the model to export.
@@ -204,7 +217,7 @@ def fit(
                             persistent_workers=cfg.workers > 0)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model = model.to(device).to(memory_format=fmt)  # type: ignore[call-overload]
-        loss_fn = DetectionLoss(model, *cfg.loss_weights)
+        loss_fn = (loss_factory or _task_loss)(model, cfg)
         opt = _make_optimizer(model, cfg)
         nb = len(loader)
         total, warmup = cfg.epochs * nb, round(cfg.warmup_epochs * nb)
@@ -215,13 +228,13 @@ def fit(
         with bar:
             for epoch in range(cfg.epochs):
                 model.train()
-                run_loss, run_items, seen = 0.0, torch.zeros(3), 0
+                run_loss, run_items, seen = 0.0, torch.zeros(0), 0
                 for imgs, targets in loader:
                     f = lr_factor(it, total, warmup, cfg)
                     for g in opt.param_groups:
                         g["lr"] = cfg.lr * f
                     imgs = imgs.to(device, non_blocking=True).contiguous(memory_format=fmt)
-                    loss, items = loss_fn(model(imgs), targets.to(device))
+                    loss, items = loss_fn(model(imgs), targets.to(device), imgs)
                     if not torch.isfinite(loss):
                         raise UserError(f"train: loss became {loss.item()} at epoch {epoch + 1}; lower train.lr")
                     opt.zero_grad(set_to_none=True)
@@ -233,7 +246,7 @@ def fit(
                         ema.update(model)
                     bs = imgs.shape[0]
                     run_loss += loss.item()
-                    run_items += items.cpu() * bs
+                    run_items = items.cpu() * bs + (run_items if run_items.numel() else 0)
                     seen += bs
                     it += 1
                     bar.step(f"epoch {epoch + 1}/{cfg.epochs} loss {run_loss / seen:.3f}")

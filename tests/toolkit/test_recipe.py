@@ -32,6 +32,13 @@ def test_shipped_quickstart_recipe_is_valid() -> None:
         ("name: a\ntrain: {epochs: 0}\n", "train.epochs:"),
         ("name: a\nexport: {parity: {atol: -1}}\n", "export.parity.atol:"),
         ("name: a\ncompress:\n  - shrink: {}\n", "unknown stage 'shrink'"),
+        ("name: a\ncompress:\n  - prune: {ratio: 1.5}\n", "compress[0].prune.ratio:"),
+        ("name: a\ncompress:\n  - prune: {}\n", "compress[0].prune: needs a target"),
+        ("name: a\ncompress:\n  - prune: {ratio: 0.5}\n  - quantize: {method: best}\n",
+         "compress[1].quantize.method:"),
+        ("name: a\ncompress:\n  - distill: {epochs: 2, colour: red}\n", "compress[0].distill.colour: unknown key"),
+        ("name: a\ncompress:\n  - quantize: {}\n  - prune: {ratio: 0.5}\n", "compress[0]: 'quantize' must be the last"),
+        ("name: a\ncompress:\n  - {prune: {ratio: 0.5}, distill: {}}\n", "compress[0]: must be a one-key mapping"),
         ("name: a\ninput_size: 250\n", "input_size: must be a multiple of 32"),
         ("task: detect\n", "name: required key is missing"),
         ("name: a\ndataset: {kind: coco}\n", "dataset: kind 'coco' needs"),
@@ -71,3 +78,22 @@ def test_digest_changes_with_config(tmp_path: Path) -> None:
     a = load_recipe(write(tmp_path, "name: a\ntrain: {epochs: 3}\n")).digest()
     b = load_recipe(write(tmp_path, "name: a\ntrain: {epochs: 4}\n")).digest()
     assert a != b
+
+
+def test_compress_steps_are_typed_with_defaults_in_the_hash(tmp_path: Path) -> None:
+    from edgevision.toolkit.compress.distill_config import DistillConfig
+    from edgevision.toolkit.compress.prune_config import PruneConfig
+    from edgevision.toolkit.compress.quantize_config import QuantizeConfig
+
+    text = "name: a\ncompress:\n  - prune: {ratio: 0.5}\n  - distill: {teacher: t.pt}\n  - quantize:\n"
+    r = load_recipe(write(tmp_path, text))
+    steps = r.compress_steps()
+    assert [s for s, _ in steps] == ["prune", "distill", "quantize"]
+    prune, distill, quant = (c for _, c in steps)
+    assert isinstance(prune, PruneConfig) and prune.round_to == 8 and prune.ratio == 0.5
+    assert isinstance(distill, DistillConfig) and distill.teacher == (tmp_path / "t.pt").resolve()
+    assert isinstance(quant, QuantizeConfig) and quant.method == "percentile"
+    explicit = load_recipe(write(tmp_path, text.replace("{ratio: 0.5}", "{ratio: 0.5, round_to: 8}")))
+    assert explicit.digest() == r.digest()  # defaults are part of the stored config
+    other = load_recipe(write(tmp_path, text.replace("{ratio: 0.5}", "{ratio: 0.5, round_to: 16}")))
+    assert other.digest() != r.digest()

@@ -105,3 +105,8 @@ class DetectionLoss:
         wb, wc, wd = self.w
         total = (wb * loss_box + wc * loss_cls + wd * loss_dfl) * b
         return total, torch.stack((loss_box, loss_cls, loss_dfl)).detach()
+
+
+def make_loss(model: nn.Module, weights: tuple[float, ...] = (7.5, 0.5, 1.5)) -> DetectionLoss:
+    """The task loss for ``model``: detection now; the pose loss takes over when the head has keypoints."""
+    return DetectionLoss(model, *weights)
