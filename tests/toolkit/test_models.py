@@ -160,9 +160,12 @@ def test_loss_finite_with_and_without_targets_and_decreases() -> None:
     assert losses[-1] < 0.6 * losses[0]
 
 
-def test_pose_loss_not_implemented() -> None:
-    with pytest.raises(UserError, match="pose"):
-        DetectionLoss(build_model("edgedet", "n", num_classes=1, num_keypoints=3))
+def test_keypoint_models_get_the_pose_loss() -> None:
+    from edgevision.toolkit.models.loss import make_loss
+    from edgevision.toolkit.models.pose_loss import PoseLoss
+
+    assert isinstance(make_loss(build_model("edgedet", "n", num_classes=1, num_keypoints=3)), PoseLoss)
+    assert type(make_loss(build_model("edgedet", "n", num_classes=1))) is DetectionLoss
 
 
 def test_head_outputs_are_the_layout_convs() -> None:

@@ -4,6 +4,10 @@ Hand-written (a few OpenCV calls) rather than taken from albumentations/torchvis
 dependency for three operations, and here the box arithmetic must follow the continuous pixel convention
 used everywhere in edgevision (pixel ``i`` spans ``[i, i+1)``), so that a box stays exactly tight around
 what is drawn after scaling, shifting and flipping. Every function takes a numpy ``Generator``.
+
+Keypoints ``[N, K, 3]`` (x, y, v; COCO visibility) follow the same maps: a horizontal flip also swaps
+left/right keypoints (``flip_idx``), and a keypoint moved outside the image becomes unlabelled
+(``v = 0``, ``x = y = 0``), as COCO marks keypoints outside the frame.
 """
 
 from __future__ import annotations
@@ -34,6 +38,21 @@ def hflip(img: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out = boxes.copy()
     out[:, 0], out[:, 2] = w - boxes[:, 2], w - boxes[:, 0]
     return np.asarray(cv2.flip(img, 1)), out
+
+
+def hflip_keypoints(kpts: np.ndarray, width: int, flip_idx: list[int] | np.ndarray) -> np.ndarray:
+    """Mirror keypoints ``[N, K, 3]`` (x -> W - x) and swap left/right twins; unlabelled ones stay 0."""
+    out = kpts[:, np.asarray(flip_idx, np.int64)].copy() if kpts.shape[1] else kpts.copy()
+    out[..., 0] = np.where(out[..., 2] > 0, width - out[..., 0], 0.0)
+    return out
+
+
+def clip_keypoints(kpts: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Keypoints outside ``[0, w) x [0, h)`` become unlabelled (0, 0, 0), in place; returns ``kpts``."""
+    x, y = kpts[..., 0], kpts[..., 1]
+    out = (x < 0) | (x >= w) | (y < 0) | (y >= h)
+    kpts[out] = 0.0
+    return kpts
 
 
 def hsv_jitter(img: np.ndarray, rng: np.random.Generator, h: float, s: float, v: float) -> np.ndarray:
@@ -84,14 +103,33 @@ def clip_boxes(boxes: np.ndarray, w: int, h: int, min_visible: float, min_size: 
 def augment(img: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
             cfg: AugmentConfig, pad_value: int = 114) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scale/translate, flip and colour-jitter a letterboxed BGR image with its boxes and labels."""
+    img, boxes, labels, _ = augment_pose(img, boxes, labels, None, rng, cfg, None, pad_value)
+    return img, boxes, labels
+
+
+def augment_pose(img: np.ndarray, boxes: np.ndarray, labels: np.ndarray, kpts: np.ndarray | None,
+                 rng: np.random.Generator, cfg: AugmentConfig, flip_idx: list[int] | None = None,
+                 pad_value: int = 114) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`augment` that also carries keypoints ``[N, K, 3]`` (``None`` = boxes only; then it draws
+    the same random numbers and returns the same image and boxes as :func:`augment`)."""
     h, w = img.shape[:2]
     if cfg.scale or cfg.translate:
         s = float(rng.uniform(1 - cfg.scale, 1 + cfg.scale))
         tx, ty = (rng.uniform(-cfg.translate, cfg.translate, 2) * (w, h)).tolist()
+        new_w, new_h = max(round(w * s), 1), max(round(h * s), 1)
+        ox, oy = round((w - new_w) / 2 + tx), round((h - new_h) / 2 + ty)
         img, boxes = scale_translate(img, boxes, s, tx, ty, pad_value)
         keep = clip_boxes(boxes, w, h, cfg.min_visible, cfg.min_size)
         boxes, labels = boxes[keep], labels[keep]
+        if kpts is not None:
+            k = kpts[keep].astype(np.float32, copy=True)
+            lab = k[..., 2] > 0
+            k[..., 0] = np.where(lab, k[..., 0] * np.float32(new_w / w) + ox, 0)
+            k[..., 1] = np.where(lab, k[..., 1] * np.float32(new_h / h) + oy, 0)
+            kpts = clip_keypoints(k, w, h)
     if rng.random() < cfg.flip:
         img, boxes = hflip(img, boxes)
+        if kpts is not None:
+            kpts = hflip_keypoints(kpts, w, flip_idx if flip_idx is not None else list(range(kpts.shape[1])))
     img = hsv_jitter(img, rng, cfg.hsv_h, cfg.hsv_s, cfg.hsv_v)
-    return img, boxes, labels
+    return img, boxes, labels, kpts

@@ -9,6 +9,11 @@ Conventions: boxes are xyxy float32 in continuous pixel coordinates (COCO ``bbox
 categories are mapped to contiguous indices ``0..C-1`` in category-id order (``cat_ids[i]`` is the COCO
 id of index ``i``); zero-area boxes are dropped, boxes are clipped to the image; the skeleton is stored
 0-based (COCO files store it 1-based).
+
+Keypoint conventions (shared by the synthetic pose generator, the pose loss, flip augmentation and the
+sidecar): ``COCO_KEYPOINT_NAMES`` / ``COCO_SKELETON`` / ``COCO_SIGMAS`` are the COCO person keypoints and
+their OKS sigmas (from pycocotools' ``Params.kpt_oks_sigmas``); other keypoint sets get uniform sigmas
+``1/K`` like Ultralytics (:func:`keypoint_sigmas`); :func:`flip_index` pairs ``left*``/``right*`` names.
 """
 
 from __future__ import annotations
@@ -22,6 +27,43 @@ from typing import Any
 import numpy as np
 
 from edgevision.runtime.errors import UserError
+
+COCO_KEYPOINT_NAMES: list[str] = [
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+    "right_knee", "left_ankle", "right_ankle",
+]
+#: COCO's person skeleton, 0-based (the json's is 1-based).
+COCO_SKELETON: list[tuple[int, int]] = [
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9),
+    (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+]
+#: OKS sigmas of the 17 COCO keypoints (pycocotools ``Params.setKpParams``).
+COCO_SIGMAS: list[float] = [0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
+                            0.107, 0.107, 0.087, 0.087, 0.089, 0.089]
+
+
+def keypoint_sigmas(names: list[str]) -> list[float]:
+    """OKS sigmas for a keypoint set: COCO's for the 17 COCO person keypoints, else ``1/K`` each."""
+    if list(names) == COCO_KEYPOINT_NAMES:
+        return list(COCO_SIGMAS)
+    return [1.0 / len(names)] * len(names) if names else []
+
+
+def flip_index(names: list[str]) -> list[int]:
+    """For a horizontal flip: index of each keypoint's mirror twin (``left_x`` <-> ``right_x``, also
+    ``l_``/``r_`` and ``Left``/``Right`` spellings); unpaired keypoints map to themselves."""
+    swaps = (("left", "right"), ("Left", "Right"), ("l_", "r_"), ("L_", "R_"))
+    index = {n: i for i, n in enumerate(names)}
+    out = []
+    for i, name in enumerate(names):
+        twin = i
+        for a, b in swaps:
+            for x, y in ((a, b), (b, a)):
+                if name.startswith(x) and y + name[len(x):] in index:
+                    twin = index[y + name[len(x):]]
+        out.append(twin)
+    return out
 
 
 @dataclass
@@ -176,8 +218,11 @@ def load_coco(ann_file: Path, image_dir: Path | None = None) -> CocoDataset:
         if bbox[2] < 0 or bbox[3] < 0:
             raise UserError(f"{path}: {where} (id {ann.get('id')}) has a negative box size {bbox}")
         kpts = ann.get("keypoints")
-        if num_k and kpts is not None and len(kpts) != 3 * num_k:
-            raise UserError(f"{path}: {where}.keypoints must have {3 * num_k} numbers, got {len(kpts)}")
+        if num_k and kpts is not None and (not isinstance(kpts, list) or len(kpts) != 3 * num_k
+                                           or not all(isinstance(v, (int, float)) for v in kpts)):
+            got = f"{len(kpts)} values" if isinstance(kpts, list) else type(kpts).__name__
+            raise UserError(f"{path}: {where} (id {ann.get('id')}).keypoints must be {3 * num_k} numbers "
+                            f"(x, y, v for each of the {num_k} keypoints in 'categories'), got {got}")
         per_image[image_id].append((bbox, cat_index[cid], bool(ann.get("iscrowd", 0)), kpts))
 
     first = data["images"][0]["file_name"] if data["images"] else None

@@ -7,7 +7,10 @@ otherwise; call ``preload()`` before a multi-worker ``DataLoader`` so the worker
 
 Items: ``(image float32 [3, S, S] RGB in 0..1, targets float32 [M, 5] = class, x1, y1, x2, y2)`` in
 letterboxed input pixels; crowd annotations are left out. ``collate_detection`` stacks a batch into
-``(images [B, 3, S, S], targets [T, 6] = batch index, class, x1, y1, x2, y2)``.
+``(images [B, 3, S, S], targets [T, 6] = batch index, class, x1, y1, x2, y2)``. When the dataset has
+keypoints (``ds.num_keypoints = K > 0``) every row carries ``3K`` more columns, x, y, v per keypoint in
+letterboxed input pixels (COCO visibility; unlabelled ones are 0, 0, 0): items ``[M, 5 + 3K]``, collated
+``[T, 6 + 3K]``. A horizontal flip swaps left/right keypoints (``coco.flip_index``).
 
 Augmentation randomness is drawn from torch's generator (one seed per item), so ``torch.manual_seed``
 and the DataLoader's per-worker seeding make it reproducible.
@@ -26,9 +29,8 @@ from torch.utils.data import Dataset
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.preprocess import Letterbox, letterbox
 
-from .augment import AugmentConfig
-from .augment import augment as apply_augment
-from .coco import CocoDataset
+from .augment import AugmentConfig, augment_pose
+from .coco import CocoDataset, flip_index
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -54,6 +56,8 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.cache_bytes = int(cache_bytes)
         self._cache: dict[int, tuple[np.ndarray, Letterbox]] = {}
         self._cached_bytes = 0
+        self.num_keypoints = ds.num_keypoints
+        self.flip_idx = flip_index(ds.keypoint_names)
 
     @property
     def class_names(self) -> list[str]:
@@ -94,21 +98,45 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         s = float(self.input_size)
         return boxes.clip(0, s), rec.labels[keep]
 
+    def keypoints(self, index: int) -> np.ndarray | None:
+        """Non-crowd keypoints ``[M, K, 3]`` in letterboxed input pixels (None without keypoints);
+        keypoints outside the input are unlabelled (0, 0, 0)."""
+        rec = self.ds.records[index]
+        if not self.num_keypoints:
+            return None
+        _, lb = self.load(index)
+        keep = ~rec.iscrowd if len(rec.iscrowd) else np.ones(len(rec.labels), bool)
+        src = rec.keypoints if rec.keypoints is not None else np.zeros((len(rec.labels), self.num_keypoints, 3))
+        k = src[keep].astype(np.float32, copy=True)
+        lab = k[..., 2] > 0
+        k[..., 0] = np.where(lab, k[..., 0] * np.float32(lb.scale) + np.float32(lb.pad_x), 0)
+        k[..., 1] = np.where(lab, k[..., 1] * np.float32(lb.scale) + np.float32(lb.pad_y), 0)
+        k[~lab] = 0.0
+        s = self.input_size
+        out = (k[..., 0] < 0) | (k[..., 0] >= s) | (k[..., 1] < 0) | (k[..., 1] >= s)
+        k[out] = 0.0
+        return k
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         img, _ = self.load(index)
         boxes, labels = self.targets(index)
+        kpts = self.keypoints(index)
         if self.augment:
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-            img, boxes, labels = apply_augment(img, boxes, labels, np.random.default_rng(seed), self.aug,
-                                               self.pad_value)
+            img, boxes, labels, kpts = augment_pose(img, boxes, labels, kpts, np.random.default_rng(seed),
+                                                    self.aug, self.flip_idx, self.pad_value)
         rgb = torch.from_numpy(np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)))
         image = rgb.permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
-        targets = np.concatenate([labels.reshape(-1, 1).astype(np.float32), boxes.reshape(-1, 4)], 1)
+        cols = [labels.reshape(-1, 1).astype(np.float32), boxes.reshape(-1, 4)]
+        if kpts is not None:
+            cols.append(kpts.reshape(len(labels), 3 * self.num_keypoints))
+        targets = np.concatenate(cols, 1)
         return image, torch.from_numpy(targets.astype(np.float32))
 
 
 def collate_detection(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack images; concatenate targets with the batch index prepended: ``[T, 6]``."""
+    """Stack images; concatenate targets with the batch index prepended: ``[T, 6]`` (``[T, 6 + 3K]``
+    with keypoints)."""
     images = torch.stack([b[0] for b in batch])
     rows = []
     for i, (_, t) in enumerate(batch):

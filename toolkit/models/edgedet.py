@@ -10,6 +10,10 @@ Outputs:
 - ``.eval()``: ONE tensor ``[B, 4 + C (+ 3K), N]`` in the Ultralytics v8 ``yolo`` layout — cx, cy, w, h
   in input pixels, sigmoid class scores (then keypoints x, y, visibility-score when ``num_keypoints``),
   ``N = sum_l (H/s_l) * (W/s_l)`` — so the runtime's one decoder serves built-in and imported models.
+  Keypoints are decoded as Ultralytics' ``Pose.kpts_decode``: ``xy = (raw * 2 + anchor - 0.5) * stride``
+  (anchors are cell centres, so ``anchor - 0.5`` is the cell's corner), confidence ``sigmoid(raw)``,
+  interleaved x0, y0, c0, x1, ... per anchor. With keypoints this is a YOLO-pose style multi-person pose
+  model (``pose_loss.PoseLoss`` trains it).
 """
 
 from __future__ import annotations
@@ -68,7 +72,8 @@ class DetectHead(nn.Module):
 
         self.box = nn.ModuleList(branch(c, cb, 4 * reg_max) for c in in_channels)
         self.cls = nn.ModuleList(branch(c, cc, num_classes) for c in in_channels)
-        self.kpt = nn.ModuleList(branch(c, cb, 3 * num_keypoints) for c in in_channels) if num_keypoints else None
+        ck = max(cb, round8(3 * num_keypoints))  # as YOLOv8-pose: at least as wide as its 3K outputs
+        self.kpt = nn.ModuleList(branch(c, ck, 3 * num_keypoints) for c in in_channels) if num_keypoints else None
         self.reset_bias()
 
     def reset_bias(self, image_size: int = 640, box_decay: float = 0.4) -> None:

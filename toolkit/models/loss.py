@@ -7,17 +7,18 @@ only maintained implementation lives inside Ultralytics (AGPL-3.0). Targets come
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgevision.runtime.errors import UserError
-
 from .assigner import TaskAlignedAssigner, box_iou
 from .blocks import dist2bbox, make_anchors
 from .edgedet import DetectHead
+
+if TYPE_CHECKING:
+    from .pose_loss import PoseLoss
 
 
 def pad_targets(targets: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -70,8 +71,6 @@ class DetectionLoss:
         self.nc: int = int(head.nc)
         self.reg_max: int = int(head.reg_max)
         self.strides: tuple[int, ...] = tuple(head.strides)
-        if head.nk:
-            raise UserError("edgedet pose training is not implemented yet (num_keypoints > 0)")
         self.w = (box, cls, dfl)
         self.assigner = TaskAlignedAssigner(self.nc, topk, alpha, beta)
 
@@ -107,6 +106,15 @@ class DetectionLoss:
         return total, torch.stack((loss_box, loss_cls, loss_dfl)).detach()
 
 
-def make_loss(model: nn.Module, weights: tuple[float, ...] = (7.5, 0.5, 1.5)) -> DetectionLoss:
-    """The task loss for ``model``: detection now; the pose loss takes over when the head has keypoints."""
-    return DetectionLoss(model, *weights)
+def make_loss(model: nn.Module, weights: tuple[float, ...] = (7.5, 0.5, 1.5)
+              ) -> DetectionLoss | PoseLoss:
+    """The task loss for ``model``: :class:`DetectionLoss`, or the pose loss
+    (:class:`~edgevision.toolkit.models.pose_loss.PoseLoss`, box/cls/dfl ``weights`` + its pose/kobj
+    defaults) when the head has keypoints."""
+    box, cls, dfl = (float(w) for w in weights[:3])
+    head = getattr(model, "head", model)
+    if int(getattr(head, "nk", 0)):
+        from .pose_loss import PoseLoss
+
+        return PoseLoss(model, box, cls, dfl)
+    return DetectionLoss(model, box, cls, dfl)

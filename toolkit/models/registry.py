@@ -94,6 +94,12 @@ def _edgedet(size: str, num_classes: int, num_keypoints: int) -> nn.Module:
     return EdgeDet(EDGEDET_SIZES[size], num_classes, num_keypoints)
 
 
+def _edgepose(size: str, num_classes: int, num_keypoints: int) -> nn.Module:
+    if num_keypoints < 1:
+        raise UserError("model 'edgepose' needs keypoints (num_keypoints >= 1); use 'edgedet' for detection")
+    return EdgeDet(EDGEDET_SIZES[size], num_classes, num_keypoints)
+
+
 register_model(
     ModelSpec(
         name="edgedet",
@@ -102,5 +108,17 @@ register_model(
         factory=_edgedet,
         input_size=256,
         description="compact anchor-free detector (C2f backbone, PAN neck, DFL head); yolo output layout",
+    )
+)
+
+register_model(
+    ModelSpec(
+        name="edgepose",
+        sizes=tuple(EDGEDET_SIZES),
+        task="pose",
+        factory=_edgepose,
+        input_size=256,
+        description="edgedet with a keypoint head: single-stage multi-person pose (YOLO-pose style); "
+                    "yolo output layout [B, 4 + C + 3K, N]",
     )
 )

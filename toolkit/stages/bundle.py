@@ -1,4 +1,8 @@
-"""Bundle stage: ONNX + sidecar (``edgevision.json``) in one directory, the toolkit -> runtime contract."""
+"""Bundle stage: ONNX + sidecar (``edgevision.json``) in one directory, the toolkit -> runtime contract.
+
+For ``task: pose`` the sidecar also carries the keypoint names, the skeleton (0-based pairs) and the OKS
+sigmas (:func:`keypoint_spec`), which the runtime's drawing and the evaluation's OKS read from there.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,16 @@ from pathlib import Path
 from edgevision.runtime.bundle import (
     SIDECAR_NAME,
     InputSpec,
+    KeypointSpec,
     OutputSpec,
     PostprocessSpec,
     Provenance,
     Sidecar,
 )
+from edgevision.runtime.errors import UserError
 from edgevision.runtime.fsutil import atomic_write_text
 
+from ..data.coco import CocoDataset, keypoint_sigmas
 from ..models.registry import ModelSpec
 from ..recipe import Recipe
 from .export import INPUT_NAME, OUTPUT_NAME
@@ -34,6 +41,15 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
+def keypoint_spec(ds: CocoDataset) -> KeypointSpec | None:
+    """The sidecar's keypoint block for a dataset (None without keypoints): names, 0-based skeleton and
+    OKS sigmas (COCO's for the 17 COCO keypoints, else ``1/K``)."""
+    if not ds.num_keypoints:
+        return None
+    return KeypointSpec(names=list(ds.keypoint_names), skeleton=[(int(a), int(b)) for a, b in ds.skeleton],
+                        sigmas=keypoint_sigmas(ds.keypoint_names))
+
+
 def make_sidecar(
     recipe: Recipe,
     spec: ModelSpec,
@@ -41,7 +57,13 @@ def make_sidecar(
     *,
     precision: str = "fp32",
     provenance: dict[str, str | None],
+    keypoints: KeypointSpec | None = None,
 ) -> Sidecar:
+    """The sidecar of a bundle; ``task: pose`` needs ``keypoints`` (see :func:`keypoint_spec`)."""
+    if recipe.task == "pose" and keypoints is None:
+        raise UserError("task 'pose': the bundle needs keypoint names/skeleton/sigmas (dataset has no keypoints)")
+    if recipe.task != "pose":
+        keypoints = None
     batch: int | str = "batch" if recipe.export.dynamic_batch else 1
     s = recipe.input_size
     pp = recipe.postprocess
@@ -49,9 +71,11 @@ def make_sidecar(
         name=recipe.name,
         task=recipe.task,
         class_names=class_names,
+        keypoints=keypoints,
         input=InputSpec(name=INPUT_NAME, shape=[batch, 3, s, s], color="rgb" if spec.rgb else "bgr",
                         mean=list(spec.mean), std=list(spec.std), pad_value=spec.pad_value),
         output=OutputSpec(layout="yolo", names=[OUTPUT_NAME], num_classes=len(class_names),
+                          num_keypoints=len(keypoints.names) if keypoints is not None else 0,
                           strides=list(spec.strides)),
         postprocess=PostprocessSpec(conf=pp.conf, iou=pp.iou, max_det=pp.max_det),
         precision=precision,  # type: ignore[arg-type]

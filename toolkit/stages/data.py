@@ -1,6 +1,7 @@
 """Data stage: materialise the recipe's dataset as COCO json and read it back through the COCO reader.
 
-Synthetic data is generated into the stage cache (deterministic by seed, so its key is its config); user
+Synthetic data is generated into the stage cache (deterministic by seed, so its key is its config; the
+shapes generator for ``task: detect``, the mannequin-figures pose generator for ``task: pose``); user
 COCO data is read where it lies; YOLO-format data is converted to COCO json in the cache so that the same
 reader and pycocotools evaluation serve all three.
 """
@@ -16,6 +17,8 @@ from edgevision.runtime.fsutil import sha256_file, sha256_json
 from ..cache import Cache
 from ..data.coco import CocoDataset, load_coco, write_coco_json
 from ..data.synthetic import generate_detection_dataset
+from ..data.synthetic_pose import GENERATOR_VERSION as POSE_GENERATOR_VERSION
+from ..data.synthetic_pose import generate_pose_dataset
 from ..data.yolo import load_yolo
 from ..recipe import DatasetConfig
 
@@ -27,17 +30,23 @@ class PreparedData:
     digest: str
 
 
-def prepare_data(cfg: DatasetConfig, cache: Cache) -> PreparedData:
+def prepare_data(cfg: DatasetConfig, cache: Cache, task: str = "detect") -> PreparedData:
+    """The recipe's train/val data; ``task`` (the recipe's) picks the synthetic generator."""
     if cfg.kind == "synthetic":
+        generator = generate_pose_dataset if task == "pose" else generate_detection_dataset
+
         def generate(workdir: Path) -> dict[str, object]:
-            paths = generate_detection_dataset(
+            paths = generator(
                 workdir, num_train=cfg.num_train, num_val=cfg.num_val, image_size=cfg.image_size,
                 seed=cfg.seed, max_objects=cfg.max_objects,
             )
             return {"train_json": str(paths.train_json.relative_to(workdir)),
                     "val_json": str(paths.val_json.relative_to(workdir))}
 
-        material = {"kind": "synthetic", "config": cfg.model_dump(mode="json", exclude={"train", "val", "data_yaml"})}
+        material: dict[str, object] = {
+            "kind": "synthetic", "config": cfg.model_dump(mode="json", exclude={"train", "val", "data_yaml"})}
+        if task == "pose":  # the detection material stays as it was, so existing caches stay valid
+            material["generator"] = {"name": "pose", "version": POSE_GENERATOR_VERSION}
         art = cache.run("data", material, generate)
         train_json, val_json = art.path(str(art.data["train_json"])), art.path(str(art.data["val_json"]))
         train, val = load_coco(train_json), load_coco(val_json)
@@ -58,6 +67,7 @@ def prepare_data(cfg: DatasetConfig, cache: Cache) -> PreparedData:
             return {}
 
         labels = sha256_json([[str(r.path), r.boxes.tolist(), r.labels.tolist()]
+                              + ([r.keypoints.tolist()] if r.keypoints is not None else [])
                               for r in (*ytrain.records, *yval.records)])
         art = cache.run("data", {"kind": "yolo", "data_yaml": sha256_file(data_yaml), "labels": labels}, convert)
         train = load_coco(art.path("train.json"), ytrain.image_dir)

@@ -2,6 +2,10 @@
 
 The metric comes from pycocotools' COCOeval (the reference implementation), fed with the detections the
 runtime's ``Predictor`` returns in source-image pixels, so the report's number is the device's number.
+Pose bundles are scored twice on the same predictions: the person boxes with ``iouType='bbox'``
+(``map50_95``, ``map50``, ...) and the keypoints with ``iouType='keypoints'`` (OKS; ``kp_map50_95``,
+``kp_map50``, ``kp_map75``, ...), with ``params.kpt_oks_sigmas`` set from the sidecar's sigmas so that a
+non-COCO keypoint set is scored with its own sigmas.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from edgevision.runtime.errors import UserError
 from edgevision.runtime.predictor import Predictor
 from edgevision.runtime.results import Detections
 
-from ..data.coco import CocoDataset
+from ..data.coco import CocoDataset, keypoint_sigmas
 
 
 def detections_to_coco(image_id: int, dets: Detections, cat_ids: Sequence[int]) -> list[dict[str, Any]]:
@@ -32,26 +36,61 @@ def detections_to_coco(image_id: int, dets: Detections, cat_ids: Sequence[int]) 
     return out
 
 
+def poses_to_coco(image_id: int, dets: Detections, cat_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """:func:`detections_to_coco` plus ``keypoints`` (flat x, y, confidence per keypoint)."""
+    out = detections_to_coco(image_id, dets, cat_ids)
+    if dets.keypoints is not None:
+        for res, kp in zip(out, dets.keypoints.reshape(len(dets), -1 if len(dets) else 0).tolist(), strict=True):
+            res["keypoints"] = [float(v) for v in kp]
+    return out
+
+
 def coco_map(ann_file: Path, results: list[dict[str, Any]], image_ids: Iterable[int] | None = None,
-             iou_type: str = "bbox") -> dict[str, float]:
-    """mAP50-95 / mAP50 with pycocotools for ``results`` against the ground truth in ``ann_file``."""
+             iou_type: str = "bbox", kpt_sigmas: Sequence[float] | None = None) -> dict[str, float]:
+    """mAP50-95 / mAP50 with pycocotools for ``results`` against the ground truth in ``ann_file``.
+
+    ``iou_type='keypoints'`` scores OKS (then ``kpt_sigmas`` replaces pycocotools' COCO sigmas; their
+    count must match the keypoints) and returns the keys with a ``kp_`` prefix; it has no small-area
+    range, so ``kp_map_small`` is absent."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    kp = iou_type == "keypoints"
+    prefix = "kp_" if kp else ""
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(ann_file))
         if not results:
-            return {"map50_95": 0.0, "map50": 0.0}
+            return {f"{prefix}map50_95": 0.0, f"{prefix}map50": 0.0}
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, iou_type)
         if image_ids is not None:
             ev.params.imgIds = sorted(set(image_ids))
+        if kp and kpt_sigmas is not None:
+            ev.params.kpt_oks_sigmas = np.asarray(kpt_sigmas, dtype=np.float64)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
     stats = [max(float(s), 0.0) for s in ev.stats]
+    if kp:  # keypoint stats: AP, AP50, AP75, AP medium, AP large, AR ...
+        return {"kp_map50_95": stats[0], "kp_map50": stats[1], "kp_map75": stats[2],
+                "kp_map_medium": stats[3], "kp_map_large": stats[4]}
     return {"map50_95": stats[0], "map50": stats[1], "map75": stats[2],
             "map_small": stats[3], "map_medium": stats[4], "map_large": stats[5]}
+
+
+def _pose_sigmas(bundle: Bundle, dataset: CocoDataset) -> list[float]:
+    """The sidecar's OKS sigmas, after checking its keypoints against the dataset's."""
+    side = bundle.sidecar
+    k = side.output.num_keypoints
+    if k != dataset.num_keypoints:
+        raise UserError(f"{bundle.root}: model predicts {k} keypoints but {dataset.ann_file} has "
+                        f"{dataset.num_keypoints}")
+    sigmas = list(side.keypoints.sigmas) if side.keypoints is not None else []
+    if not sigmas:
+        sigmas = keypoint_sigmas(side.keypoints.names if side.keypoints else dataset.keypoint_names)
+    if len(sigmas) != k:
+        raise UserError(f"{bundle.root}: sidecar keypoints.sigmas has {len(sigmas)} values for {k} keypoints")
+    return sigmas
 
 
 def evaluate_bundle(
@@ -64,12 +103,16 @@ def evaluate_bundle(
     limit: int | None = None,
     backend_kind: str = "onnxruntime",
 ) -> dict[str, float]:
-    """Run every val image through the bundle on the runtime and score it with COCOeval."""
+    """Run every val image through the bundle on the runtime and score it with COCOeval (box mAP, and
+    keypoint OKS mAP as ``kp_*`` for a pose bundle)."""
     if len(bundle.sidecar.class_names) != len(dataset.class_names):
         raise UserError(
             f"{bundle.root}: model has {len(bundle.sidecar.class_names)} classes but {dataset.ann_file} has "
             f"{len(dataset.class_names)}"
         )
+    pose = bundle.sidecar.task == "pose"
+    sigmas = _pose_sigmas(bundle, dataset) if pose else None
+    to_coco = poses_to_coco if pose else detections_to_coco
     predictor = Predictor(bundle, conf=conf, iou=iou, max_det=max_det, backend_kind=backend_kind)
     records = dataset.records[:limit] if limit else dataset.records
     results: list[dict[str, Any]] = []
@@ -79,10 +122,13 @@ def evaluate_bundle(
             if image is None:
                 raise UserError(f"{rec.path}: cannot read image")
             dets = predictor.predict(image)
-            results.extend(detections_to_coco(rec.image_id, dets, dataset.cat_ids))
+            results.extend(to_coco(rec.image_id, dets, dataset.cat_ids))
     finally:
         predictor.close()
-    metrics = coco_map(dataset.ann_file, results, image_ids=[r.image_id for r in records])
+    ids = [r.image_id for r in records]
+    metrics = coco_map(dataset.ann_file, results, image_ids=ids)
+    if pose:
+        metrics.update(coco_map(dataset.ann_file, results, image_ids=ids, iou_type="keypoints", kpt_sigmas=sigmas))
     metrics["images"] = float(len(records))
     metrics["detections"] = float(len(results))
     return {k: float(np.round(v, 6)) for k, v in metrics.items()}

@@ -1,4 +1,8 @@
-"""Train stage: build the registry model and fit it on the prepared data, or adopt a given checkpoint."""
+"""Train stage: build the registry model and fit it on the prepared data, or adopt a given checkpoint.
+
+``task: pose`` builds the model with the dataset's keypoint count (its loss is then the pose loss, chosen
+by ``models.loss.make_loss``) and needs a dataset with keypoint annotations.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +25,23 @@ from .data import PreparedData
 CHECKPOINT = "checkpoint.pt"
 
 
+def task_keypoints(recipe: Recipe, data: PreparedData) -> int:
+    """Keypoints the model must predict: the dataset's for ``task: pose`` (UserError when it has none),
+    0 for detection."""
+    if recipe.task != "pose":
+        return 0
+    k = data.train.num_keypoints
+    if k == 0:
+        raise UserError(f"task 'pose': {data.train.ann_file} has no keypoints in its categories "
+                        "(a COCO person-keypoints file, a YOLO data.yaml with kpt_shape, or kind: synthetic)")
+    if data.val.keypoint_names != data.train.keypoint_names:
+        raise UserError(f"{data.val.ann_file}: keypoint names differ from {data.train.ann_file}")
+    return k
+
+
 def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
     """Returns an artifact holding ``checkpoint.pt``; cached on dataset digest + model + train config."""
+    num_keypoints = task_keypoints(recipe, data)
     if recipe.model.checkpoint is not None:
         ckpt = recipe.model.checkpoint
         if not ckpt.is_file():
@@ -31,6 +50,9 @@ def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
         if meta.class_names != data.train.class_names:
             raise UserError(f"model.checkpoint: {ckpt}: classes {meta.class_names} differ from the dataset's "
                             f"{data.train.class_names}")
+        if meta.num_keypoints != num_keypoints:
+            raise UserError(f"model.checkpoint: {ckpt}: predicts {meta.num_keypoints} keypoints but task "
+                            f"{recipe.task!r} on this dataset needs {num_keypoints}")
 
         def adopt(workdir: Path) -> dict[str, Any]:
             (workdir / CHECKPOINT).write_bytes(ckpt.read_bytes())
@@ -38,7 +60,11 @@ def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
 
         return cache.run("train", {"checkpoint": sha256_file(ckpt)}, adopt)
 
-    get_model_spec(recipe.model.name)  # unknown model -> UserError before any work
+    spec = get_model_spec(recipe.model.name)  # unknown model -> UserError before any work
+    if spec.task != recipe.task:
+        hint = {"pose": "edgepose", "detect": "edgedet"}.get(recipe.task, "")
+        raise UserError(f"model.name: {spec.name!r} is a {spec.task} model but the recipe's task is "
+                        f"{recipe.task!r}" + (f"; use {hint!r}" if hint else ""))
     material = {"data": data.digest, "model": recipe.model.model_dump(mode="json"),
                 "input_size": recipe.input_size, "train": recipe.train.model_dump(mode="json"),
                 "task": recipe.task}
@@ -48,7 +74,8 @@ def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
         from ..train import fit
 
         t = recipe.train
-        model = build_model(recipe.model.name, recipe.model.size, num_classes=len(data.train.class_names))
+        model = build_model(recipe.model.name, recipe.model.size, num_classes=len(data.train.class_names),
+                            num_keypoints=num_keypoints)
         aug = AugmentConfig(**t.augment.model_dump())
         ds = DetectionDataset(data.train, recipe.input_size, augment=True, aug=aug)
         cfg = FitConfig(epochs=t.epochs, batch=t.batch, lr=t.lr, weight_decay=t.weight_decay,
@@ -59,7 +86,8 @@ def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
         result = fit(model, ds, cfg, on_epoch=on_epoch)
         trained = result.model if result.model is not None else model
         meta = CheckpointMeta(model=recipe.model.name, size=recipe.model.size, task=recipe.task,
-                              class_names=list(data.train.class_names), input_size=recipe.input_size)
+                              class_names=list(data.train.class_names), input_size=recipe.input_size,
+                              num_keypoints=num_keypoints)
         save_checkpoint(workdir / CHECKPOINT, trained, meta)
         return {"trained": True, "epoch_losses": [float(x) for x in result.epoch_losses],
                 "train_seconds": float(result.seconds)}
