@@ -3,6 +3,11 @@
 Format: ``torch.save`` of a dict with ``format: "edgevision-checkpoint"``, the registry name/size, class
 names, input size and the state dict. Loading rebuilds the module from the registry, so a checkpoint never
 pickles code.
+
+Channel-pruned models (``meta.extra["pruned"]``, written by the prune stage) are rebuilt the same way and
+then narrowed: the state dict's tensor shapes *are* the channel configuration, so each Conv2d / BatchNorm2d
+/ Linear whose stored weight is smaller is resized to it before loading. Torch-Pruning's own
+``tp.state_dict`` pickles every module's ``__dict__`` (not loadable with ``weights_only=True``), hence this.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, CheckpointMeta]:
     meta = CheckpointMeta(**blob["meta"])
     model = build_model(meta.model, meta.size, num_classes=len(meta.class_names),
                         num_keypoints=meta.num_keypoints)
+    if meta.extra.get("pruned"):
+        resize_to_state_dict(model, blob["state_dict"], path)
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:
@@ -58,3 +65,30 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, CheckpointMeta]:
             from None
     model.eval()
     return model, meta
+
+
+def resize_to_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: object = "checkpoint") -> None:
+    """Narrow conv / norm / linear layers of ``model`` to the shapes stored in ``state`` (a pruned model's)."""
+    for name, mod in model.named_modules():
+        w = state.get(f"{name}.weight" if name else "weight")
+        if w is None or not isinstance(w, torch.Tensor):
+            continue
+        if isinstance(mod, nn.Conv2d):
+            depthwise = mod.groups > 1 and mod.groups == mod.in_channels == mod.out_channels
+            groups = int(w.shape[0]) if depthwise else mod.groups
+            mod.out_channels, mod.in_channels, mod.groups = int(w.shape[0]), int(w.shape[1]) * groups, groups
+        elif isinstance(mod, nn.Linear):
+            mod.out_features, mod.in_features = int(w.shape[0]), int(w.shape[1])
+        elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            mod.num_features = int(w.shape[0])
+        else:
+            continue
+        for pname, p in list(mod.named_parameters(recurse=False)):
+            stored = state.get(f"{name}.{pname}" if name else pname)
+            if stored is None:
+                raise UserError(f"{source}: pruned checkpoint lacks {name}.{pname}")
+            setattr(mod, pname, nn.Parameter(torch.empty_like(stored), requires_grad=p.requires_grad))
+        for bname, b in list(mod.named_buffers(recurse=False)):
+            stored = state.get(f"{name}.{bname}" if name else bname)
+            if stored is not None and b is not None:
+                mod.register_buffer(bname, torch.empty_like(stored))
