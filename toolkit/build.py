@@ -25,7 +25,7 @@ from .devices import load_profile
 from .models.registry import get_model_spec
 from .recipe import Recipe, load_recipe
 from .stages.bench import bench_latency
-from .stages.bundle import make_sidecar, write_bundle
+from .stages.bundle import keypoint_spec, make_sidecar, write_bundle
 from .stages.data import PreparedData, prepare_data
 from .stages.evaluate import evaluate_bundle
 from .stages.export import check_parity, export_onnx
@@ -73,6 +73,17 @@ def _export(recipe: Recipe, ckpt: Path, cache: Cache) -> Artifact:
     return cache.run("export", material, run)
 
 
+@dataclass
+class VariantModel:
+    """A variant's deployable model when it is not the checkpoint's plain export (INT8 / FP16 ONNX)."""
+
+    onnx: Path
+    onnx_sha256: str
+    precision: str
+    calibration_hash: str | None = None
+    info: dict[str, Any] | None = None  # the producing stage's record (quantization report, parity, ...)
+
+
 def build_variant(
     name: str,
     recipe: Recipe,
@@ -80,20 +91,33 @@ def build_variant(
     ckpt: Path,
     cache: Cache,
     out: Path,
-    precision: str = "fp32",
+    *,
+    model: VariantModel | None = None,
+    reference_onnx: Path | None = None,
+    compress: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Export, bundle, evaluate and bench one model; copy its bundle to ``out/name``; return its record."""
+    """Export (or take ``model``), bundle, evaluate and bench one model; copy its bundle to ``out/name``.
+
+    ``reference_onnx`` (the original FP32 model) is timed side by side with this one, giving ``vs_original``.
+    """
     exported = _export(recipe, ckpt, cache)
-    onnx_path = exported.path(ONNX_NAME)
+    onnx_path = model.onnx if model is not None else exported.path(ONNX_NAME)
+    onnx_hash = model.onnx_sha256 if model is not None else exported.data["onnx_sha256"]
+    precision = model.precision if model is not None else "fp32"
     spec = get_model_spec(recipe.model.name)
     provenance: dict[str, str | None] = {
         "recipe_hash": recipe.artifact_digest(), "dataset_hash": data.digest,
-        "checkpoint_hash": sha256_file(ckpt), "onnx_hash": exported.data["onnx_sha256"],
+        "checkpoint_hash": sha256_file(ckpt), "onnx_hash": onnx_hash,
+        "calibration_hash": model.calibration_hash if model is not None else None,
     }
+    _, meta = load_checkpoint(ckpt)
+    extra = {k: meta.extra[k] for k in ("sparsity",) if k in meta.extra}
     bundled = cache.run(
-        "bundle", {"onnx": exported.data["onnx_sha256"], "recipe": recipe.artifact_digest(), "precision": precision},
-        lambda d: write_bundle(d, onnx_path, make_sidecar(recipe, spec, list(data.train.class_names),
-                                                           precision=precision, provenance=provenance)),
+        "bundle", {"onnx": onnx_hash, "recipe": recipe.artifact_digest(), "precision": precision, "extra": extra},
+        lambda d: write_bundle(d, onnx_path, make_sidecar(
+            recipe, spec, list(data.train.class_names), precision=precision, provenance=provenance,
+            keypoints=keypoint_spec(data.train),
+        ).model_copy(update={"extra": extra})),
     )
     bundle = load_bundle(bundled.dir)
     ev = recipe.eval
@@ -104,26 +128,33 @@ def build_variant(
     bn = recipe.bench
     benched = cache.run(
         "bench", {"bundle": bundled.key, "checkpoint": provenance["checkpoint_hash"],
-                  "bench": bn.model_dump(mode="json")},
+                  "bench": bn.model_dump(mode="json"),
+                  "reference": sha256_file(reference_onnx) if reference_onnx is not None else None},
         lambda d: bench_latency(load_checkpoint(ckpt)[0], onnx_path, recipe.input_size,
                                 backends=list(bn.backends), warmup=bn.warmup, iters=bn.iters,
-                                threads=bn.threads),
+                                threads=bn.threads, reference_onnx=reference_onnx),
     )
     with atomic_dir(out / name) as tmp:
         shutil.copytree(bundled.dir, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("_stage.json"))
-    return {
+    record: dict[str, Any] = {
         "bundle": name,
         "precision": precision,
-        "metrics": {k: evaluated.data[k] for k in ("map50_95", "map50", "map75") if k in evaluated.data},
+        "metrics": {k: v for k, v in evaluated.data.items() if k.startswith(("map", "kp_map"))},
         "latency_ms": benched.data,
-        "parity": {k: exported.data["parity"][k] for k in ("max_abs_err", "max_rel_err")},
+        "parity": ({k: exported.data["parity"][k] for k in ("max_abs_err", "max_rel_err")} if model is None
+                   else (model.info or {}).get("parity", {})),
         "macs": exported.data["macs"],
         "params": exported.data["params"],
         "size_bytes": onnx_path.stat().st_size,
-        "onnx_sha256": exported.data["onnx_sha256"],
+        "onnx_sha256": onnx_hash,
         "export": {k: exported.data[k] for k in ("opset", "dynamic_batch", "simplified", "nodes_before",
                                                  "nodes_after")},
     }
+    if compress:
+        record["compress"] = compress
+    if extra:
+        record["sparsity"] = extra.get("sparsity")
+    return record
 
 
 def build(recipe_path: Path, out: Path | None = None, *, cache_dir: Path | None = None,
@@ -136,12 +167,16 @@ def build(recipe_path: Path, out: Path | None = None, *, cache_dir: Path | None 
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache(cache_dir if cache_dir is not None else out / "cache", log=log)
 
-    data = prepare_data(recipe.dataset, cache)
+    data = prepare_data(recipe.dataset, cache, task=recipe.task)
     log(f"data: {len(data.train.records)} train / {len(data.val.records)} val images, "
         f"{len(data.train.class_names)} classes")
     trained = train_stage(recipe, data, cache)
     ckpt = trained.path(CHECKPOINT)
     variants = {"fp32": build_variant("fp32", recipe, data, ckpt, cache, out)}
+    if recipe.compress:
+        from .compress.chain import run_compress
+
+        variants.update(run_compress(recipe, data, ckpt, cache, out, log=log))
 
     manifest = write_outputs(out, recipe, data, variants, profiles, cache.events, trained.data,
                              seconds=time.perf_counter() - t0)

@@ -1,7 +1,8 @@
 """ONNX Runtime backend: CPU everywhere, CUDA where the onnxruntime-gpu wheel and a GPU are present.
 
 A thin wrapper, not a re-implementation: it only pins the session options the benchmarks assume
-(full graph optimisation, sequential execution, optional intra-op thread count), turns onnxruntime's
+(full graph optimisation, sequential execution, optional intra-op thread count), lets an INT8 Q/DQ model
+use the x86 CPU's fused int8 kernels (``ort_int8``: an exact in-memory rewrite), turns onnxruntime's
 load errors into one-line ``UserError``s that name the file, and describes the I/O as ``TensorSpec``s.
 ``onnxruntime`` is imported when a backend is opened, never at ``import edgevision.runtime``.
 """
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..errors import InternalError, MissingDependencyError, UserError
 from .base import Backend, TensorSpec
+from .ort_int8 import needs_u8_activations, u8_activation_model
 
 __all__ = ["OrtBackend", "default_providers"]
 
@@ -79,6 +81,7 @@ class OrtBackend(Backend):
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3  # errors only: fused INT8 models log one warning per dropped initializer
         if intra_op_threads is not None:
             so.intra_op_num_threads = int(intra_op_threads)
         errors = ort.capi.onnxruntime_pybind11_state
@@ -88,8 +91,11 @@ class OrtBackend(Backend):
                       "NoModel", "NotImplemented", "EPFail", "RuntimeException")
             if hasattr(errors, n)
         )
+        source: str | bytes = str(self.model_path)
+        if needs_u8_activations(wanted):
+            source = u8_activation_model(self.model_path) or source
         try:
-            self._session: Any = ort.InferenceSession(str(self.model_path), so, providers=wanted)
+            self._session: Any = ort.InferenceSession(source, so, providers=wanted)
         except load_errors as exc:
             raise UserError(
                 f"{self.model_path}: not a valid ONNX model for onnxruntime {ort.__version__} "

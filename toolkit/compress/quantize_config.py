@@ -26,7 +26,7 @@ class QuantizeConfig(BaseModel):
 
     version: Literal[1] = 1
     method: Literal["minmax", "entropy", "percentile"] = "percentile"
-    percentile: float = Field(default=99.99, gt=90, le=100)
+    percentile: float = Field(default=99.999, gt=90, le=100, description="kept range for 'percentile'")
     calib_images: int = Field(default=128, ge=1)
     per_channel: bool = True
     protect_head: bool = Field(default=True, description="keep the yolo box/keypoint decode in float")

@@ -29,13 +29,18 @@ def bench_latency(
     warmup: int = 10,
     iters: int = 50,
     threads: int = 0,
+    reference_onnx: Path | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Median / p90 / p99 (ms) per backend name (``torch-cpu``, ``onnxruntime-cpu``)."""
+    """Median / p90 / p99 (ms) per backend name (``torch-cpu``, ``onnxruntime-cpu``).
+
+    With ``reference_onnx`` (the uncompressed FP32 model) it is timed in the same interleaved run as
+    ``onnxruntime-cpu-original`` and ``onnxruntime-cpu`` gains ``vs_original`` (this / original medians).
+    """
     n = threads or (os.cpu_count() or 1)
     x = np.random.default_rng(0).random((1, 3, input_size, input_size), dtype=np.float32)
     fns: dict[str, Callable[[], object]] = {}
     prev_threads = torch.get_num_threads()
-    ort = None
+    ort = ref = None
     try:
         if "torch-cpu" in backends:
             torch.set_num_threads(n)
@@ -51,12 +56,19 @@ def bench_latency(
             ort = OrtBackend(onnx_path, providers=["CPUExecutionProvider"], intra_op_threads=n)
             feed = {INPUT_NAME: x}
             fns["onnxruntime-cpu"] = lambda: ort.infer(feed)
+            if reference_onnx is not None:
+                ref = OrtBackend(reference_onnx, providers=["CPUExecutionProvider"], intra_op_threads=n)
+                fns["onnxruntime-cpu-original"] = lambda: ref.infer(feed)
         stats = measure(fns, warmup=warmup, iters=iters)
     finally:
         torch.set_num_threads(prev_threads)
-        if ort is not None:
-            ort.close()
+        for b in (ort, ref):
+            if b is not None:
+                b.close()
     out: dict[str, dict[str, float]] = {name: s.to_dict() for name, s in stats.items()}
     if "torch-cpu" in out and "onnxruntime-cpu" in out:
         out["onnxruntime-cpu"]["vs_torch"] = round(out["onnxruntime-cpu"]["median"] / out["torch-cpu"]["median"], 4)
+    if "onnxruntime-cpu-original" in out:
+        out["onnxruntime-cpu"]["vs_original"] = round(
+            out["onnxruntime-cpu"]["median"] / out["onnxruntime-cpu-original"]["median"], 4)
     return out

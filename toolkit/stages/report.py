@@ -85,25 +85,44 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return "-" if v is None else str(v)
 
 
+def _metric_columns(m: dict[str, Any]) -> list[tuple[str, str]]:
+    cols = [("map50_95", "mAP50-95"), ("map50", "mAP50")]
+    if m["task"] == "pose":
+        cols = [("kp_map50_95", "OKS AP"), ("kp_map50", "OKS AP50"), *cols]
+    return cols
+
+
+def _parity(v: dict[str, Any]) -> str:
+    p = v.get("parity") or {}
+    if "max_abs_err" in p:
+        return f"{p['max_abs_err']:.2e}"
+    if "max_abs_err_box_px" in p:
+        return f"box {p['max_abs_err_box_px']:.2f} px, score {p['max_abs_err_scores']:.3f}"
+    return "-"
+
+
 def render_report(m: dict[str, Any]) -> str:
+    cols = _metric_columns(m)
     lines = [f"# edgevision build report: {m['name']}", "",
              f"Task `{m['task']}`, built {m['created']} in {m['build_seconds']:.0f} s; recipe hash "
              f"`{m['recipe_hash'][:12]}`.", "",
              f"Dataset: {m['dataset']['train_images']} train / {m['dataset']['val_images']} val images, "
              f"{len(m['dataset']['classes'])} classes ({', '.join(m['dataset']['classes'])}).", "",
              "## Variants", "",
-             "| variant | mAP50-95 | mAP50 | latency median / p90 / p99 (ms) | ORT/torch | MACs (M) | params (k) "
-             "| ONNX size (KiB) | parity max abs err |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| variant | precision | " + " | ".join(c[1] for c in cols) + " | latency median / p90 / p99 (ms) "
+             "| ORT/torch | ORT vs original | MACs (M) | params (k) | ONNX size (KiB) | parity (vs torch / FP32) |",
+             "|---|---|" + "---|" * len(cols) + "---|---|---|---|---|---|---|"]
     for name, v in m["variants"].items():
         lat = "<br>".join(f"{b}: {s['median']:.2f} / {s['p90']:.2f} / {s['p99']:.2f}"
                           for b, s in v["latency_ms"].items())
-        ratio = v["latency_ms"].get("onnxruntime-cpu", {}).get("vs_torch")
+        ort = v["latency_ms"].get("onnxruntime-cpu", {})
         lines.append(
-            f"| {name} | {_fmt(v['metrics'].get('map50_95'))} | {_fmt(v['metrics'].get('map50'))} | {lat} | "
-            f"{_fmt(ratio, 2)} | {v['macs'] / 1e6:.1f} | {v['params'] / 1e3:.1f} | {v['size_bytes'] / 1024:.0f} "
-            f"| {v['parity']['max_abs_err']:.2e} |"
+            f"| {name} | {v.get('precision', 'fp32')} | "
+            + " | ".join(_fmt(v["metrics"].get(k)) for k, _ in cols)
+            + f" | {lat} | {_fmt(ort.get('vs_torch'), 2)} | {_fmt(ort.get('vs_original'), 2)} "
+            f"| {v['macs'] / 1e6:.1f} | {v['params'] / 1e3:.1f} | {v['size_bytes'] / 1024:.0f} | {_parity(v)} |"
         )
+    lines += _compression_notes(m["variants"])
     lines += ["", "Accuracy is measured on the deployed artifact: the bundle's ONNX model through the "
               "runtime's ONNX Runtime backend and postprocessing, scored with pycocotools.", "",
               "## Targets", ""]
@@ -120,3 +139,32 @@ def render_report(m: dict[str, Any]) -> str:
                   + (f" in {m['training']['train_seconds']:.0f} s." if "train_seconds" in m["training"] else ".")]
     lines += ["", "## Tools", "", ", ".join(f"{k} {v}" for k, v in m["tools"].items()), ""]
     return "\n".join(lines)
+
+
+def _compression_notes(variants: dict[str, dict[str, Any]]) -> list[str]:
+    """What each compression step did: MACs cut, teacher or not, which layers INT8 left in float and why."""
+    out: list[str] = []
+    for name, v in variants.items():
+        c = v.get("compress")
+        if not c:
+            continue
+        stage = c.get("stage")
+        if stage == "prune":
+            out.append(f"- `{name}` (prune, step {c['step']}): MACs {c.get('base_macs', 0) / 1e6:.0f} M -> "
+                       f"{c.get('macs', 0) / 1e6:.0f} M ({c.get('macs_reduction', 0):.2f}x fewer), importance "
+                       f"{c.get('importance', '-')}; accuracy before any fine-tuning.")
+        elif stage == "distill":
+            how = "distilled from the teacher" if c.get("teacher") else "plain fine-tune (no teacher)"
+            out.append(f"- `{name}` (step {c['step']}): {how}, {c.get('epochs', '-')} epochs.")
+        elif stage == "quantize" and not c.get("fp16"):
+            out.append(f"- `{name}` (INT8 Q/DQ, {c.get('method')} calibration on {c.get('calib_images')} images): "
+                       f"{c.get('quantized_layers')} of {c.get('weighted_layers')} weighted layers in INT8; "
+                       "TensorRT Q/DQ check passed.")
+            if "drop_points" in c:
+                out.append(f"  - accuracy budget: drop {c['drop_points']:.2f} points on the sensitivity set "
+                           f"(max_drop {c['max_drop']}), {'met' if c['budget_met'] else 'NOT met'}.")
+            for layer, why in c.get("float_layers", {}).items():
+                out.append(f"  - float: `{layer}`: {why}")
+        elif stage == "quantize":
+            out.append(f"- `{name}`: FP16 ONNX (float32 I/O) for TensorRT strongly typed builds.")
+    return ["", "## Compression", "", *out] if out else []
