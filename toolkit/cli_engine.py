@@ -40,15 +40,15 @@ def _planning_version(profile: DeviceProfile, detected_sm: str | None, detected_
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
               help="Engine precision (default: from the bundle's ONNX and the profile).")
 @click.option("--dla/--no-dla", default=False, show_default=True, help="Run on DLA core 0 with GPU fallback.")
-@click.option("--sparse/--no-sparse", default=False, show_default=True,
-              help="The model has 2:4-sparse weights: let TensorRT use sparse tensor cores.")
+@click.option("--sparse/--no-sparse", default=None,
+              help="Let TensorRT use 2:4 sparse tensor cores (default: on when the bundle records 2:4 sparsity).")
 @click.option("--workspace-mb", type=click.IntRange(16), default=None, help="Builder workspace (default: profile).")
 @click.option("--opt-level", type=click.IntRange(0, 5), default=None, help="Builder optimization level 0-5.")
 @click.option("--tensorrt", "tensorrt_version", default=None,
               help="Plan for this TensorRT version (default: the one on the device).")
 @click.option("--timing-cache", type=_PATH, default=None,
               help="Persistent timing cache file (default: BUNDLE/../.trt-timing-<profile>.cache).")
-def engine(bundle: Path, device: str, precision: str | None, dla: bool, sparse: bool, workspace_mb: int | None,
+def engine(bundle: Path, device: str, precision: str | None, dla: bool, sparse: bool | None, workspace_mb: int | None,
            opt_level: int | None, tensorrt_version: str | None, timing_cache: Path | None) -> None:
     """Build a TensorRT engine of BUNDLE for device profile PROFILE, on that device.
 
@@ -64,6 +64,8 @@ def engine(bundle: Path, device: str, precision: str | None, dla: bool, sparse: 
     b = load_bundle(bundle)
     env = detect_environment()
     side = b.sidecar
+    if sparse is None:
+        sparse = bool(side.extra.get("sparsity"))
     plan = plan_engine(
         profile, _planning_version(profile, env.sm, env.tensorrt_version, tensorrt_version),
         precision=precision, onnx_kind=_KIND[side.precision], dla=dla, sparse_model=sparse, dynamic_batch=None,

@@ -236,3 +236,18 @@ def test_real_build(tmp_path: Path) -> None:
     assert (tmp_path / "m.engine").stat().st_size > 0 and cache.stat().st_size > 0
     assert json.loads((tmp_path / "m.engine.layers.json").read_text())
     assert fields["tensorrt_version"] == trt.__version__
+
+
+def test_cli_sparsity_defaults_from_the_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundle the prune stage made 2:4 sparse asks for sparse tensor cores without --sparse."""
+    monkeypatch.setattr(engine_build, "detect_environment", lambda: WORKSTATION)
+    root = _bundle(tmp_path / "b")
+    side = json.loads((root / SIDECAR_NAME).read_text())
+    side["extra"] = {"sparsity": {"pattern": "2:4", "layers": ["stage1.0.conv"]}}
+    (root / SIDECAR_NAME).write_text(json.dumps(side))
+    code, out, err = run_main(["engine", str(root), "--device", "jetson-agx-orin-64gb"], capsys)
+    assert code == 0, err
+    assert out.strip().endswith("--sparse") or " --sparse " in out
+    code, out, _ = run_main(["engine", str(root), "--device", "jetson-agx-orin-64gb", "--no-sparse"], capsys)
+    assert code == 0 and "--sparse" not in out

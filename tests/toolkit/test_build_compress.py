@@ -1,0 +1,61 @@
+"""`edgevision build` with a compress chain: each step is a manifest variant with a loadable bundle,
+timed against the original, and the INT8 bundle is a TensorRT-style Q/DQ model with its calibration hash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_build import TINY
+
+from edgevision.runtime.bundle import load_bundle
+from edgevision.toolkit.build import build
+from edgevision.toolkit.compress.qdq_check import require_tensorrt_qdq
+
+CHAIN = """\
+compress:
+  - prune: {macs_reduction: 1.5, calib_batches: 1}
+  - distill: {epochs: 1, compare_finetune: true}
+  - quantize: {method: minmax, calib_images: 8, max_drop: 100, sensitivity_images: 4, max_float_layers: 1, fp16: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("chain")
+    recipe = root / "tiny.yaml"
+    recipe.write_text(TINY.format(epochs=1, conf=0.001) + CHAIN)
+    out = root / "out"
+    return out, build(recipe, out, log=lambda m: None).manifest
+
+
+def test_every_step_is_a_variant_with_a_bundle(chain: tuple[Path, dict]) -> None:
+    out, manifest = chain
+    variants = manifest["variants"]
+    assert list(variants) == ["fp32", "pruned", "distilled", "finetuned", "int8", "fp16"]
+    for name, v in variants.items():
+        b = load_bundle(out / name)
+        assert b.sidecar.precision == v["precision"]
+        if name != "fp32":
+            ort = v["latency_ms"]["onnxruntime-cpu"]
+            assert ort["vs_original"] == pytest.approx(
+                ort["median"] / v["latency_ms"]["onnxruntime-cpu-original"]["median"], rel=1e-3)
+    assert variants["pruned"]["macs"] < variants["fp32"]["macs"] / 1.4
+    assert variants["distilled"]["compress"]["teacher"] and not variants["finetuned"]["compress"]["teacher"]
+    # quantize and fp16 start from the distilled model, not the original
+    assert variants["int8"]["macs"] == variants["distilled"]["macs"]
+
+
+def test_int8_bundle_is_tensorrt_style_and_traceable(chain: tuple[Path, dict]) -> None:
+    out, manifest = chain
+    int8 = load_bundle(out / "int8")
+    assert int8.sidecar.precision == "int8" and require_tensorrt_qdq(int8.model_path).ok
+    info = manifest["variants"]["int8"]["compress"]
+    assert int8.sidecar.provenance.calibration_hash == info["calibration_hash"]
+    assert info["qdq_check"]["ok"] and info["budget_met"]
+    assert all("protect_head" in why or "sensitivity" in why for why in info["float_layers"].values())
+    report = (out / "report.md").read_text()
+    assert "## Compression" in report and "TensorRT Q/DQ check passed" in report
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["variants"]["fp16"]["precision"] == "fp16"
