@@ -17,7 +17,8 @@ CHAIN = """\
 compress:
   - prune: {macs_reduction: 1.5, calib_batches: 1}
   - distill: {epochs: 1, compare_finetune: true}
-  - quantize: {method: minmax, calib_images: 8, max_drop: 100, sensitivity_images: 4, max_float_layers: 1, fp16: true}
+  - quantize: {method: minmax, calib_images: 8, max_drop: 100, sensitivity_images: 4, max_float_layers: 1, fp16: true,
+               qat: {epochs: 1}}
 """
 
 
@@ -33,7 +34,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_every_step_is_a_variant_with_a_bundle(chain: tuple[Path, dict]) -> None:
     out, manifest = chain
     variants = manifest["variants"]
-    assert list(variants) == ["fp32", "pruned", "distilled", "finetuned", "int8", "fp16"]
+    assert list(variants) == ["fp32", "pruned", "distilled", "finetuned", "int8", "fp16", "qat"]
     for name, v in variants.items():
         b = load_bundle(out / name)
         assert b.sidecar.precision == v["precision"]
@@ -57,5 +58,8 @@ def test_int8_bundle_is_tensorrt_style_and_traceable(chain: tuple[Path, dict]) -
     assert all("protect_head" in why or "sensitivity" in why for why in info["float_layers"].values())
     report = (out / "report.md").read_text()
     assert "## Compression" in report and "TensorRT Q/DQ check passed" in report
+    qat = load_bundle(out / "qat")
+    assert qat.sidecar.precision == "int8" and require_tensorrt_qdq(qat.model_path).ok
+    assert manifest["variants"]["qat"]["compress"]["qat"]["fake_quantized_convs"] > 0
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk["variants"]["fp16"]["precision"] == "fp16"

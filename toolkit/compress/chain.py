@@ -65,6 +65,25 @@ def make_scorer(recipe: Recipe, data: PreparedData, offset: int, count: int) -> 
     return score
 
 
+def _qat(recipe: Recipe, cfg: QuantizeConfig, data: PreparedData, ckpt: Path, cache: Cache, where: str
+         ) -> tuple[Path, VariantModel, dict[str, Any]]:
+    """QAT fine-tune ``ckpt``, then the PTQ path on the QAT weights (no fallback search: QAT is the fix)."""
+    from .qat import qat_finetune
+
+    if cfg.qat is None:
+        raise ValueError("no qat section")
+    qcfg = cfg.qat
+    material = {"checkpoint": sha256_file(ckpt), "qat": qcfg.model_dump(mode="json"), "data": data.digest,
+                "train": recipe.train.model_dump(mode="json"), "input_size": recipe.input_size}
+    art = cache.run("qat", material, lambda d: qat_finetune(
+        ckpt, d / CHECKPOINT, qcfg, train=data.train, input_size=recipe.input_size, train_cfg=recipe.train,
+        log=cache.log))
+    qat_ckpt = art.path(CHECKPOINT)
+    ptq_cfg = cfg.model_copy(update={"max_drop": None, "qat": None, "fp16": False})
+    model, _, info = _quantize(recipe, ptq_cfg, data, qat_ckpt, cache, where)
+    return qat_ckpt, model, {**info, "qat": art.data}
+
+
 def _quantize(recipe: Recipe, cfg: QuantizeConfig, data: PreparedData, ckpt: Path, cache: Cache, where: str
               ) -> tuple[VariantModel, VariantModel | None, dict[str, Any]]:
     from .calibration import ImageReader, images_hash, pick_images
@@ -153,6 +172,10 @@ def run_compress(recipe: Recipe, data: PreparedData, trained: Path, cache: Cache
                 model=int8)
             if half is not None:
                 add("fp16", current, {"stage": "quantize", "step": i, "fp16": True}, model=half)
+            if cfg.qat is not None:
+                qat_ckpt, qat_model, qinfo = _qat(recipe, cfg, data, current, cache, where)
+                add("qat", qat_ckpt, {"stage": "quantize", "step": i,
+                                      **{k: v for k, v in qinfo.items() if k != "parity"}}, model=qat_model)
     return variants
 
 

@@ -157,7 +157,10 @@ def _compression_notes(variants: dict[str, dict[str, Any]]) -> list[str]:
             how = "distilled from the teacher" if c.get("teacher") else "plain fine-tune (no teacher)"
             out.append(f"- `{name}` (step {c['step']}): {how}, {c.get('epochs', '-')} epochs.")
         elif stage == "quantize" and not c.get("fp16"):
-            out.append(f"- `{name}` (INT8 Q/DQ, {c.get('method')} calibration on {c.get('calib_images')} images): "
+            qat = c.get("qat")
+            how = (f"QAT {qat['epochs']} epoch(s){' distilled from the float model' if qat.get('distill') else ''}, "
+                   "then " if qat else "")
+            out.append(f"- `{name}` (INT8 Q/DQ, {how}{c.get('method')} calibration on {c.get('calib_images')} images): "
                        f"{c.get('quantized_layers')} of {c.get('weighted_layers')} weighted layers in INT8; "
                        "TensorRT Q/DQ check passed.")
             if "drop_points" in c:
