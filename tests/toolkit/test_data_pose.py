@@ -14,7 +14,12 @@ from edgevision.runtime.errors import UserError
 from edgevision.toolkit.data.augment import AugmentConfig, augment, augment_pose, hflip_keypoints
 from edgevision.toolkit.data.coco import COCO_KEYPOINT_NAMES, COCO_SKELETON, flip_index, load_coco
 from edgevision.toolkit.data.dataset import DetectionDataset, collate_detection
-from edgevision.toolkit.data.synthetic_pose import generate_pose_dataset, render_pose_scene
+from edgevision.toolkit.data.synthetic_pose import (
+    generate_pose_dataset,
+    render_figure,
+    render_pose_scene,
+    sample_figure,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +72,26 @@ def test_scenes_have_occlusion_and_several_people() -> None:
         hidden += int((kp[..., 2] == 1).sum())
         assert (areas > 0).all() and (areas <= (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).all()
     assert max(counts) >= 3 and hidden > 0
+
+
+def test_figures_have_human_proportions_and_joint_limits() -> None:
+    """Silhouette area (the OKS scale) like a real person's frontal area (~0.2 x height^2); limbs attach
+    at the joints with human lengths; knees barely bend sideways when standing."""
+    ratios, per_h2, forearm, shin = [], [], [], []
+    for i in range(60):
+        fig = sample_figure(np.random.default_rng(i), 64.0, 56.0, 60.0)
+        _, alpha = render_figure(fig, 128, 128)
+        m = alpha >= 0.5
+        ys, xs = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+        w, h = xs[-1] + 1 - xs[0], ys[-1] + 1 - ys[0]
+        ratios.append(m.sum() / (w * h))
+        per_h2.append(m.sum() / h**2)
+        k = fig.kpts
+        forearm.append(np.linalg.norm(k[9] - k[7]) / fig.height)
+        shin.append(np.linalg.norm(k[15] - k[13]) / fig.height)
+    assert 0.3 < float(np.median(ratios)) < 0.6
+    assert 0.17 < float(np.median(per_h2)) < 0.28
+    assert min(forearm) > 0.08 and max(forearm) < 0.18 and min(shin) > 0.18 and max(shin) < 0.27
 
 
 def test_flip_index_pairs_left_and_right() -> None:

@@ -1,12 +1,18 @@
 """Built-in synthetic pose dataset: articulated mannequin figures with the 17 COCO keypoints, COCO format.
 
 Hand-written with numpy + OpenCV (no renderer or asset download): the pose quickstart must train with no
-data of its own, deterministically by seed, in seconds. Each figure is a 2-D mannequin: a torso
-quadrilateral, head ellipse with eyes/nose/ears, and limbs as capsules with joint knobs, in per-figure
-shirt/trouser/skin colours. What makes it a real (if small) pose problem:
+data of its own, deterministically by seed, in seconds. Each figure is a 2-D mannequin with human
+proportions: a torso wider than the shoulder and hip joints, tapered limbs (widths as fractions of the
+height: upper arm 6.5% to 5%, forearm 5% to 3.8%, thigh 11% to 7%, shin 7% to 4.5%), hands, shoes, a head
+ellipse with eyes/nose/ears and joint knobs, in per-figure shirt/trouser/skin/shoe colours, sometimes long
+sleeves or shorts. Its silhouette area, the COCO ``area`` that scales OKS, is about 0.22 x height^2 (a
+real adult's frontal area is about 0.2 x height^2); silhouette/box is about 0.5 standing with the arms
+down and 0.35 (median) over the pose mix. What makes it a real (if small) pose problem:
 
-- pose: shoulder/elbow/hip/knee angles drawn per limb, torso lean, head tilt and yaw (a turned head hides
-  one ear: labelled, not visible), whole-body rotation and width jitter;
+- pose: anatomically plausible angles drawn per limb from a mixture (arms hanging, lifted or raised, the
+  elbow straight or flexed either way with some foreshortening; legs standing, in a wide stance or a
+  squat/lunge; no knee or elbow bent backwards), torso lean, head tilt and yaw (a turned head hides one
+  ear: labelled, not visible), whole-body rotation and width jitter;
 - scale: figure height from 30% to 80% of the image; 1..``max_objects`` figures per image, placed so they
   overlap; figures are drawn back to front, and clutter shapes may be drawn in front of them;
 - backgrounds: the detection generator's textured/cluttered backgrounds
@@ -22,7 +28,7 @@ image and ``area`` its silhouette area inside the image (occluded parts included
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +44,7 @@ from .synthetic import SyntheticPaths, _atomic_write_text
 __all__ = ["GENERATOR_VERSION", "KEYPOINT_NAMES", "SKELETON", "Figure", "generate_pose_dataset",
            "render_figure", "render_pose_scene", "sample_figure"]
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 KEYPOINT_NAMES = COCO_KEYPOINT_NAMES
 SKELETON = COCO_SKELETON
 _SHIFT = 4  # OpenCV fractional bits for sub-pixel drawing
@@ -48,7 +54,7 @@ _MIN_LABELLED = 6
 
 @dataclass
 class Figure:
-    """One mannequin: keypoints ``[17, 2]`` (image pixels), part thicknesses and colours."""
+    """One mannequin: keypoints ``[17, 2]`` (image pixels), head ellipse and clothing."""
 
     kpts: np.ndarray
     height: float
@@ -58,6 +64,9 @@ class Figure:
     shirt: np.ndarray
     trousers: np.ndarray
     skin: np.ndarray
+    shoes: np.ndarray = field(default_factory=lambda: np.full(3, 40.0))
+    long_sleeves: bool = False
+    shorts: bool = False
 
 
 def _rot(v: np.ndarray, deg: float) -> np.ndarray:
@@ -66,21 +75,45 @@ def _rot(v: np.ndarray, deg: float) -> np.ndarray:
     return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
 
 
+def _arm_pose(rng: np.random.Generator) -> tuple[float, float, float]:
+    """(abduction, elbow, forearm foreshortening) for one arm, degrees in the image plane. Abduction
+    0 = hanging, 90 = sideways, 180 = straight up; elbow > 0 turns the forearm further outward/up, < 0
+    towards the midline (the elbow flexes one way; which way it shows depends on the arm's rotation)."""
+    u = rng.random()
+    abd = rng.normal(7, 6) if u < 0.55 else rng.uniform(20, 95) if u < 0.85 else rng.uniform(95, 165)
+    v = rng.random()
+    if v < 0.45:  # nearly straight
+        return float(np.clip(abd, -8, 170)), float(rng.normal(0, 8)), 1.0
+    elbow = -rng.uniform(20, 140) if v < 0.8 else rng.uniform(20, 120)
+    return float(np.clip(abd, -8, 170)), float(elbow), float(rng.uniform(0.75, 1.0))
+
+
+def _leg_pose(rng: np.random.Generator) -> tuple[float, float, float]:
+    """(abduction, knee, thigh foreshortening) for one leg: mostly standing, some wide stances and
+    squats/lunges (bent knee seen from the front: a shortened thigh, the shin back towards the midline)."""
+    u = rng.random()
+    if u < 0.75:
+        return float(np.clip(rng.normal(4, 4), -6, 25)), float(rng.normal(0, 4)), 1.0
+    if u < 0.9:
+        return float(rng.uniform(15, 40)), float(-rng.uniform(0, 25)), 1.0
+    return float(rng.uniform(20, 50)), float(-rng.uniform(25, 80)), float(rng.uniform(0.7, 0.95))
+
+
 def sample_figure(rng: np.random.Generator, cx: float, cy: float, height: float) -> Figure:
-    """A random pose for a figure of ``height`` pixels whose hip centre is at (cx, cy). Frontal view:
-    the person's left side is on the image's right (+x)."""
+    """A random, anatomically plausible pose for a figure of ``height`` pixels whose hip centre is at
+    (cx, cy). Frontal view: the person's left side is on the image's right (+x)."""
     k = np.zeros((17, 2))
     down = np.array([0.0, 1.0])
-    lean = rng.normal(0, 8)
+    lean = rng.normal(0, 6)
     hip_c = np.zeros(2)
     sh_c = hip_c + _rot(np.array([0.0, -0.30]), lean)
-    hip_half, sh_half = rng.uniform(0.08, 0.10), rng.uniform(0.12, 0.145)
+    hip_half, sh_half = rng.uniform(0.08, 0.10), rng.uniform(0.12, 0.14)
     side = _rot(np.array([1.0, 0.0]), lean)
     for j, sgn in ((11, 1), (12, -1)):  # hips: left (+x), right (-x)
         k[j] = hip_c + side * hip_half * sgn
     for j, sgn in ((5, 1), (6, -1)):
         k[j] = sh_c + side * sh_half * sgn
-    tilt = lean + rng.normal(0, 10)
+    tilt = lean + rng.normal(0, 8)
     head_c = sh_c + _rot(np.array([0.0, -0.125]), tilt)
     yaw = float(rng.uniform(-1, 1))  # -1: facing image left ... 1: facing image right
     up, right = _rot(np.array([0.0, -1.0]), tilt), _rot(np.array([1.0, 0.0]), tilt)
@@ -90,19 +123,17 @@ def sample_figure(rng: np.random.Generator, cx: float, cy: float, height: float)
     k[3] = head_c + right * (0.062 - 0.02 * max(yaw, 0)) + up * 0.004  # left ear
     k[4] = head_c + right * (-0.062 - 0.02 * min(yaw, 0)) + up * 0.004
     ear_hidden = 4 if yaw > 0.6 else 3 if yaw < -0.6 else -1
-    for sh, el, wr, sgn in ((5, 7, 9, 1), (6, 8, 10, -1)):  # arms: abduction then elbow bend
-        a = sgn * rng.uniform(-20, 150)
-        bend = sgn * rng.uniform(0, 140) * (1 if rng.random() < 0.8 else -1)
-        upper = _rot(down, -a + lean) * rng.uniform(0.15, 0.18)
+    for sh, el, wr, sgn in ((5, 7, 9, 1), (6, 8, 10, -1)):  # arms: abduction then elbow
+        abd, elbow, fore = _arm_pose(rng)
+        upper = _rot(down, -sgn * abd + lean) * rng.uniform(0.15, 0.18)
         k[el] = k[sh] + upper
-        k[wr] = k[el] + _rot(upper / np.linalg.norm(upper), -bend) * rng.uniform(0.13, 0.16)
+        k[wr] = k[el] + _rot(upper / np.linalg.norm(upper), -sgn * elbow) * rng.uniform(0.13, 0.16) * fore
     for hp, kn, an, sgn in ((11, 13, 15, 1), (12, 14, 16, -1)):  # legs
-        a = sgn * rng.uniform(-12, 55)
-        bend = sgn * rng.uniform(-20, 90) * (1 if rng.random() < 0.5 else -1)
-        thigh = _rot(down, -a) * rng.uniform(0.22, 0.25)
+        abd, knee, fore = _leg_pose(rng)
+        thigh = _rot(down, -sgn * abd) * rng.uniform(0.22, 0.25) * fore
         k[kn] = k[hp] + thigh
-        k[an] = k[kn] + _rot(thigh / np.linalg.norm(thigh), -bend) * rng.uniform(0.21, 0.24)
-    spin, widen = rng.normal(0, 10), rng.uniform(0.85, 1.15)
+        k[an] = k[kn] + _rot(thigh / np.linalg.norm(thigh), -sgn * knee) * rng.uniform(0.21, 0.24)
+    spin, widen = rng.normal(0, 8), rng.uniform(0.9, 1.1)
     centre = np.array([cx, cy])
 
     def place(p: np.ndarray) -> np.ndarray:
@@ -115,7 +146,8 @@ def sample_figure(rng: np.random.Generator, cx: float, cy: float, height: float)
                                  float(tilt + spin)),
                   place(sh_c + _rot(np.array([0.0, -0.02]), lean)), ear_hidden,
                   rng.uniform(30, 230, 3), rng.uniform(30, 230, 3),
-                  np.array([rng.uniform(60, 200)] * 3) * (0.55, 0.75, 1.0))
+                  np.array([rng.uniform(60, 200)] * 3) * (0.55, 0.75, 1.0),
+                  rng.uniform(10, 90, 3), bool(rng.random() < 0.4), bool(rng.random() < 0.25))
 
 
 def _q(v: float) -> int:
@@ -129,38 +161,71 @@ def _fx(p: np.ndarray) -> tuple[int, int]:
     return _q(p[0] - 0.5), _q(p[1] - 0.5)
 
 
-def _capsule(layer: np.ndarray, a: np.ndarray, b: np.ndarray, width: float, colour: Any) -> None:
-    cv2.line(layer, _fx(a), _fx(b), colour, max(1, int(np.rint(width))), cv2.LINE_AA, _SHIFT)
-    r = _q(width / 2)
-    for p in (a, b):
-        cv2.circle(layer, _fx(p), r, colour, -1, cv2.LINE_AA, _SHIFT)
+def _poly(layer: np.ndarray, pts: np.ndarray, colour: Any) -> None:
+    cv2.fillPoly(layer, [np.round((pts - 0.5) * (1 << _SHIFT)).astype(np.int32)], colour, cv2.LINE_AA, _SHIFT)
+
+
+def _limb(layer: np.ndarray, a: np.ndarray, b: np.ndarray, wa: float, wb: float, colour: Any) -> None:
+    """A tapered capsule from ``a`` (width ``wa``) to ``b`` (width ``wb``)."""
+    d = b - a
+    n = np.array([-d[1], d[0]]) / max(float(np.linalg.norm(d)), 1e-6)
+    _poly(layer, np.stack([a + n * wa / 2, b + n * wb / 2, b - n * wb / 2, a - n * wa / 2]), colour)
+    for p, w in ((a, wa), (b, wb)):
+        cv2.circle(layer, _fx(p), _q(w / 2), colour, -1, cv2.LINE_AA, _SHIFT)
+
+
+def _ellipse(layer: np.ndarray, c: np.ndarray, axes: tuple[float, float], along: np.ndarray, colour: Any) -> None:
+    ang = float(np.degrees(np.arctan2(along[1], along[0])))
+    cv2.ellipse(layer, _fx(c), (_q(axes[0]), _q(axes[1])), ang, 0, 360, colour, -1, cv2.LINE_AA, _SHIFT)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return np.asarray(v / max(float(np.linalg.norm(v)), 1e-6))
 
 
 def render_figure(fig: Figure, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """(float32 BGR colour [H, W, 3], float32 alpha [H, W] in 0..1) of one figure on an empty canvas."""
+    """(float32 BGR colour [H, W, 3], float32 alpha [H, W] in 0..1) of one figure on an empty canvas.
+    Part widths are human proportions (fractions of the figure height): tapered limbs (upper arm 6.5%
+    to 5%, forearm 5% to 3.8%, thigh 11% to 7%, shin 7% to 4.5%), hands and shoes, a torso with
+    shoulders and hips wider than the joint centres."""
     col = np.zeros((height, width, 3), np.float32)
     alpha = np.zeros((height, width), np.float32)
     k, h = fig.kpts, fig.height
+    up = _unit((k[5] + k[6]) / 2 - (k[11] + k[12]) / 2)
+    sh_side, hip_side = _unit(k[5] - k[6]), _unit(k[11] - k[12])
+    hip_c = (k[11] + k[12]) / 2
+    torso = np.stack([k[5] + (sh_side * 0.03 + up * 0.02) * h, k[6] - (sh_side * 0.03 - up * 0.02) * h,
+                      k[12] - (hip_side * 0.045 + up * 0.01) * h, hip_c - up * 0.07 * h,
+                      k[11] + (hip_side * 0.045 - up * 0.01) * h])
+    fore = fig.shirt if fig.long_sleeves else fig.skin
+    shin = fig.skin if fig.shorts else fig.trousers * 0.85
     knob = fig.skin * 0.8
-    parts: list[tuple[np.ndarray, np.ndarray, float, np.ndarray]] = [
-        (k[11], k[13], 0.075, fig.trousers), (k[12], k[14], 0.075, fig.trousers),
-        (k[13], k[15], 0.06, fig.trousers * 0.85), (k[14], k[16], 0.06, fig.trousers * 0.85),
-        (fig.neck, np.array(fig.head[:2]), 0.045, fig.skin),
-        (k[5], k[7], 0.055, fig.shirt), (k[6], k[8], 0.055, fig.shirt),
-        (k[7], k[9], 0.045, fig.skin), (k[8], k[10], 0.045, fig.skin),
+    limbs: list[tuple[int, int, float, float, np.ndarray]] = [
+        (11, 13, 0.11, 0.07, fig.trousers), (12, 14, 0.11, 0.07, fig.trousers),
+        (13, 15, 0.07, 0.045, shin), (14, 16, 0.07, 0.045, shin),
+        (5, 7, 0.065, 0.05, fig.shirt), (6, 8, 0.065, 0.05, fig.shirt),
+        (7, 9, 0.05, 0.038, fore), (8, 10, 0.05, 0.038, fore),
     ]
     for layer, value in ((col, None), (alpha, 1.0)):
-        torso = np.stack([k[5], k[6], k[12], k[11]])
-        pts = np.round((torso - 0.5) * (1 << _SHIFT)).astype(np.int32)
-        cv2.fillPoly(layer, [pts], value if value is not None else fig.shirt.tolist(), cv2.LINE_AA, _SHIFT)
-        for a, b, w, c in parts:
-            _capsule(layer, a, b, w * h, value if value is not None else c.tolist())
-        for j in (5, 6, 7, 8, 11, 12, 13, 14):  # joint knobs, slightly wider than the limbs
-            cv2.circle(layer, _fx(k[j]), _q(0.04 * h),
-                       value if value is not None else knob.tolist(), -1, cv2.LINE_AA, _SHIFT)
+        def c(x: np.ndarray, value: float | None = value) -> Any:  # alpha: 1.0, colour: x
+            return value if value is not None else x.tolist()
+
+        for an, kn, sgn in ((15, 13, 1), (16, 14, -1)):  # shoes: forward-out from the ankle
+            d = _unit(_unit(k[an] - k[kn]) + hip_side * sgn * 0.35)
+            _ellipse(layer, k[an] + d * 0.025 * h, (0.045 * h, 0.028 * h), d, c(fig.shoes))
+        _limb(layer, fig.neck, np.array(fig.head[:2]), 0.06 * h, 0.06 * h, c(fig.skin))
+        _poly(layer, torso, c(fig.shirt))
+        for a, b, wa, wb, colour in limbs:
+            _limb(layer, k[a], k[b], wa * h, wb * h, c(colour))
+        for wr, el in ((9, 7), (10, 8)):  # hands: beyond the wrist, along the forearm
+            d = _unit(k[wr] - k[el])
+            _ellipse(layer, k[wr] + d * 0.045 * h, (0.05 * h, 0.027 * h), d, c(fig.skin))
+        for j, r in ((5, 0.037), (6, 0.037), (7, 0.03), (8, 0.03), (11, 0.05), (12, 0.05), (13, 0.04),
+                     (14, 0.04)):  # mannequin joint knobs
+            cv2.circle(layer, _fx(k[j]), _q(r * h), c(knob), -1, cv2.LINE_AA, _SHIFT)
         hx, hy, rx, ry, ang = fig.head
-        cv2.ellipse(layer, _fx(np.array([hx, hy])), (_q(rx), _q(ry)), ang,
-                    0, 360, value if value is not None else fig.skin.tolist(), -1, cv2.LINE_AA, _SHIFT)
+        cv2.ellipse(layer, _fx(np.array([hx, hy])), (_q(rx), _q(ry)), ang, 0, 360, c(fig.skin), -1,
+                    cv2.LINE_AA, _SHIFT)
     r_eye, r_ear = max(0.7, 0.012 * h), max(0.8, 0.018 * h)
     for j in (3, 4):
         if j != fig.ear_hidden:
