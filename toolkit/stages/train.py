@@ -70,10 +70,13 @@ def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
                 "task": recipe.task}
 
     def fit_model(workdir: Path) -> dict[str, Any]:
+        import torch
+
         from ..train import TrainConfig as FitConfig
         from ..train import fit
 
         t = recipe.train
+        torch.manual_seed(t.seed)  # weight init is part of the run: same recipe, same model
         model = build_model(recipe.model.name, recipe.model.size, num_classes=len(data.train.class_names),
                             num_keypoints=num_keypoints)
         aug = AugmentConfig(**t.augment.model_dump())
