@@ -19,8 +19,11 @@ from edgevision.toolkit.compress.distill import (
     DistillLoss,
     distill_checkpoint,
     distill_terms,
+    fit_adapters_,
     frozen_teacher,
+    kd_scale,
     make_adapters,
+    object_mask,
 )
 from edgevision.toolkit.compress.distill_config import DistillConfig
 from edgevision.toolkit.compress.prune import prune_checkpoint
@@ -60,16 +63,62 @@ def test_terms_zero_for_identical_positive_otherwise(nk: int) -> None:
     assert all(float(v) > 0 for v in other.values()), other
 
 
-def test_distill_loss_with_features_is_task_loss_for_identical_student() -> None:
+def test_object_mask_marks_anchor_centres_inside_boxes() -> None:
+    targets = torch.tensor([[0, 1, 8.0, 8.0, 40.0, 24.0], [1, 0, 33.0, 33.0, 63.0, 63.0]])
+    fg = object_mask(targets, [(8, 8), (4, 4), (2, 2)], (8, 16, 32), 2)
+    assert fg.shape == (2, 64 + 16 + 4)
+    p3 = fg[0, :64].view(8, 8)  # stride 8: centres 4, 12, 20, ... -> x in 12..36, y in 12..20
+    assert p3.sum() == 8 and p3[1:3, 1:5].all()
+    assert fg[1, 64 + 16 :].tolist() == [0, 0, 0, 1]  # stride 32: only the centre (48, 48)
+    assert object_mask(torch.zeros(0, 6), [(8, 8)], (8,), 3).shape == (3, 64)
+
+
+def test_kd_scale_schedules() -> None:
+    assert kd_scale(5, 10, "constant", 1.0) == 1.0
+    assert kd_scale(0, 10, "cosine", 1.0) == 1.0 and kd_scale(5, 10, "cosine", 1.0) == pytest.approx(0.5)
+    assert kd_scale(3, 10, "linear", 0.6) == pytest.approx(0.5) and kd_scale(8, 10, "linear", 0.6) == 0.0
+
+
+@pytest.mark.parametrize("nk", [0, 2])
+def test_object_region_terms_zero_for_identical_and_ignore_background(nk: int) -> None:
+    teacher = _model(nk=nk)
+    x = torch.rand(2, 3, S, S)
+    t_maps = _raw(teacher, x)
+    n = sum(m.shape[2] * m.shape[3] for m in t_maps)
+    fg = torch.zeros(2, n)
+    fg[:, :10] = 1.0
+    same = distill_terms(_raw(copy.deepcopy(teacher), x), t_maps, nc=6, nk=nk, reg_max=16, fg=fg)
+    assert all(float(v) == 0.0 for v in same.values()), same
+    if nk:
+        return
+    student = [m.clone() for m in t_maps]
+    student[0][:, 4 * 16 :, -1, -1] += 5.0  # background anchor, object region untouched: no box term
+    off = distill_terms(student, t_maps, nc=6, nk=0, reg_max=16, fg=fg)
+    assert float(off["box"]) == 0.0 and float(off["cls"]) >= 0.0
+
+
+def test_adapters_fit_a_linear_map() -> None:
+    torch.manual_seed(0)
+    s = [torch.randn(2, 4, 8, 8)]
+    mix = torch.randn(6, 4)
+    t = [torch.einsum("oc,bchw->bohw", mix, s[0]) + 0.5]
+    adapters = torch.nn.ModuleList([torch.nn.Conv2d(4, 6, 1)])
+    fit_adapters_(adapters, s, t)
+    assert torch.allclose(adapters[0](s[0]), t[0], atol=1e-2)  # ridge-regularised: near, not exact
+
+
+@pytest.mark.parametrize("region", ["all", "object"])
+def test_distill_loss_with_features_is_task_loss_for_identical_student(region: str) -> None:
     student = _model()
     teacher = frozen_teacher(copy.deepcopy(student))
-    cfg = DistillConfig(feature_weight=1.0, gt_weight=0.0)
+    cfg = DistillConfig(feature_weight=1.0, gt_weight=0.0, region=region)
     adapters = make_adapters(student, teacher, S)
     loss = DistillLoss(student, teacher, cfg, task=lambda p, t: (p[0].sum() * 0, torch.zeros(3)), adapters=adapters)
     student.eval()
     student.head.training = True  # type: ignore[union-attr]
     x = torch.rand(2, 3, S, S)
-    total, items = loss(cast(list[torch.Tensor], student(x)), torch.zeros(0, 6), x)
+    targets = torch.tensor([[0, 1, 4.0, 4.0, 40.0, 30.0]])
+    total, items = loss(cast(list[torch.Tensor], student(x)), targets, x)
     loss.close()
     assert float(total.detach()) == 0.0 and items.shape == (3 + 3,) and float(items[3:].abs().sum()) == 0.0
 

@@ -1,20 +1,29 @@
 """Distill stage: fine-tune a student (pruned model or a smaller built-in one) from a teacher's head outputs.
 
-Detection-aware knowledge distillation on the raw per-level head maps, written here (about 100 lines of
+Detection-aware knowledge distillation on the raw per-level head maps, written here (about 150 lines of
 loss) because the maintained detector-KD code lives inside framework trainers (MMRazor/MMDet, Ultralytics)
 that do not take an arbitrary ``nn.Module`` + our training loop. Terms, each zero when the student equals
 the teacher:
 
 - class scores: Bernoulli KL between sigmoid(teacher/T) and sigmoid(student/T) per anchor and class
-  (BCE minus the teacher's entropy), normalised by the teacher's total score like the task's class loss;
+  (BCE minus the teacher's entropy);
 - boxes: KL between the teacher's and student's DFL bin distributions (softmax over ``reg_max`` bins at
-  temperature T), weighted per anchor by the teacher's best class score;
+  temperature T) — localization distillation (LD, Zheng et al. 2022);
 - keypoints (pose heads, the 3 channels per keypoint after ``4*reg_max + C``): squared offset error and
   visibility KL, weighted by teacher anchor confidence x teacher keypoint visibility;
-- optional neck-feature imitation: the head's inputs (o3/o4/o5) captured by forward pre-hooks, the
-  student's mapped through 1x1 adapters (identity-initialised when widths match), normalised MSE. The
-  adapters ride on the student during :func:`~edgevision.toolkit.train.fit` (so its optimizer trains them)
-  and are removed before the checkpoint is written: they are never exported.
+- neck-feature imitation: the head's inputs (o3/o4/o5) captured by forward pre-hooks, the student's
+  mapped through 1x1 adapters (identity when widths match, else fitted by ridge regression on the first
+  batch), normalised MSE. The adapters ride on the student during :func:`~edgevision.toolkit.train.fit`
+  (so its optimizer trains them) and are removed before the checkpoint is written: never exported.
+
+``region: object`` (default) restricts the terms to where they carry signal, in the spirit of LD's main
+region and FGD's foreground masks: class KL weighted per anchor by ``max(teacher score, inside a
+ground-truth box)``, box/keypoint terms by ``inside a box x teacher score``, feature imitation 1 inside
+boxes and ``feature_bg_weight`` outside. ``kd_decay: cosine`` (default) anneals every KD term to 0 over
+the schedule: the teacher helps the pruned student recover early, while late in training the task loss
+alone lets it overtake a teacher that is itself short-trained (measured on the quickstart detector pruned
+2.83x, 4 epochs: constant KD on all anchors 0.579 mAP50-95, + cosine decay 0.583, + object region and
+feature imitation x1 0.590, x2 0.595; plain fine-tuning 0.586).
 
 The teacher runs in eval mode (BatchNorm uses running statistics, no EMA/BN updates) but must return the
 train-mode raw maps: only its ``head`` module gets ``training = True`` — ``DetectHead.forward`` reads that

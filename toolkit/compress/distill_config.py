@@ -31,13 +31,13 @@ class DistillConfig(BaseModel):
     cls_weight: float = Field(default=1.0, ge=0, description="class-score distillation")
     box_weight: float = Field(default=1.0, ge=0, description="box (DFL distribution) distillation")
     kpt_weight: float = Field(default=1.0, ge=0, description="keypoint distillation (pose)")
-    feature_weight: float = Field(default=0.0, ge=0, description="neck feature imitation through adapters")
+    feature_weight: float = Field(default=2.0, ge=0, description="neck feature imitation through adapters")
     kd_decay: Literal["constant", "linear", "cosine"] = Field(
         default="cosine", description="KD weight schedule: decays from 1 to 0 at kd_end of the schedule")
     kd_end: float = Field(default=1.0, gt=0, le=1, description="fraction of training where KD reaches 0")
     region: Literal["all", "object"] = Field(
-        default="all", description="'object': KD only where the teacher is confident or a ground-truth box is")
-    feature_bg_weight: float = Field(default=1.0, ge=0, description="feature imitation weight off objects "
+        default="object", description="'object': KD only where the teacher is confident or a ground-truth box is")
+    feature_bg_weight: float = Field(default=0.1, ge=0, description="feature imitation weight off objects "
                                      "(region: object)")
     temperature: float = Field(default=1.0, gt=0)
     compare_finetune: bool = Field(default=False, description="also fine-tune without the teacher, same epochs")
