@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,36 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_jpeg(image_dir: Path, split: str, idx: int, img: np.ndarray) -> dict[str, Any]:
+    """Write image ``idx`` of a split as ``NNNNNN.jpg`` (quality 95); returns its COCO ``images`` entry."""
+    name = f"{idx:06d}.jpg"
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise OSError(f"could not encode synthetic image {name}")
+    buf.tofile(str(image_dir / name))
+    h, w = img.shape[:2]
+    return {"id": idx + 1, "file_name": f"{split}/{name}", "width": w, "height": h}
+
+
+def write_once(root: Path, args: dict[str, Any], write_split: Callable[[str, int], Path]) -> SyntheticPaths:
+    """Reuse a complete dataset under ``root`` made with the same ``args``, else write both splits
+    (``write_split(split, code)``) and then ``dataset_info.json``, the marker of complete output."""
+    paths = SyntheticPaths(root, root / "train.json", root / "val.json", root / "images")
+    marker = root / "dataset_info.json"
+    try:
+        if json.loads(marker.read_text(encoding="utf-8")) == args and paths.train_json.is_file() \
+                and paths.val_json.is_file():
+            return paths
+    except (OSError, ValueError):
+        pass
+    root.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
+    write_split("train", 0)
+    write_split("val", 1)
+    _atomic_write_text(marker, json.dumps(args, indent=1))
+    return paths
+
+
 def _write_split(root: Path, split: str, code: int, n: int, size: int, seed: int, max_objects: int) -> Path:
     image_dir = root / "images" / split
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -66,13 +97,8 @@ def _write_split(root: Path, split: str, code: int, n: int, size: int, seed: int
         # One generator per image, keyed by (seed, split, index): images do not depend on split sizes.
         rng = np.random.default_rng(np.random.SeedSequence([seed, code, idx]))
         img, boxes, labels, areas = _scene(rng, size, size, max_objects)
-        name = f"{idx:06d}.jpg"
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        if not ok:
-            raise OSError(f"could not encode synthetic image {name}")
-        buf.tofile(str(image_dir / name))
+        images.append(write_jpeg(image_dir, split, idx, img))
         image_id = idx + 1
-        images.append({"id": image_id, "file_name": f"{split}/{name}", "width": size, "height": size})
         for box, label, area in zip(boxes.tolist(), labels.tolist(), areas.tolist(), strict=True):
             x1, y1, x2, y2 = (round(v, 3) for v in box)
             anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": label + 1,
@@ -95,25 +121,14 @@ def generate_detection_dataset(out_dir: Path, *, num_train: int, num_val: int, i
     ``images/{train,val}/NNNNNN.jpg``. ``dataset_info.json`` is written last and marks complete output;
     a rerun with the same arguments that finds it returns at once."""
     root = Path(out_dir)
-    paths = SyntheticPaths(root, root / "train.json", root / "val.json", root / "images")
     args = {"generator": "edgevision.synthetic.detection", "version": GENERATOR_VERSION,
             "num_train": num_train, "num_val": num_val, "image_size": image_size, "seed": seed,
             "max_objects": max_objects, "class_names": CLASS_NAMES}
-    marker = root / "dataset_info.json"
-    try:
-        if json.loads(marker.read_text(encoding="utf-8")) == args and paths.train_json.is_file() \
-                and paths.val_json.is_file():
-            return paths
-    except (OSError, ValueError):
-        pass
     for name, value in (("num_train", num_train), ("num_val", num_val), ("max_objects", max_objects)):
         if value < 0 or (name == "max_objects" and value == 0):
             raise UserError(f"generate_detection_dataset: {name} must be positive, got {value}")
     if image_size < 32:
         raise UserError(f"generate_detection_dataset: image_size must be >= 32, got {image_size}")
-    root.mkdir(parents=True, exist_ok=True)
-    marker.unlink(missing_ok=True)
-    _write_split(root, "train", 0, num_train, image_size, seed, max_objects)
-    _write_split(root, "val", 1, num_val, image_size, seed, max_objects)
-    _atomic_write_text(marker, json.dumps(args, indent=1))
-    return paths
+    sizes = {"train": num_train, "val": num_val}
+    return write_once(root, args, lambda split, code: _write_split(root, split, code, sizes[split], image_size, seed,
+                                                                   max_objects))

@@ -39,7 +39,7 @@ from edgevision.runtime.errors import UserError
 from edgevision.runtime.synthetic import _background, make_shape_contours, rasterize
 
 from .coco import COCO_KEYPOINT_NAMES, COCO_SKELETON
-from .synthetic import SyntheticPaths, _atomic_write_text
+from .synthetic import SyntheticPaths, _atomic_write_text, write_jpeg, write_once
 
 __all__ = ["GENERATOR_VERSION", "KEYPOINT_NAMES", "SKELETON", "Figure", "generate_pose_dataset",
            "render_figure", "render_pose_scene", "sample_figure"]
@@ -332,13 +332,8 @@ def _write_split(root: Path, split: str, code: int, n: int, size: int, seed: int
         # One generator per image, keyed by (seed, split, index): images do not depend on split sizes.
         rng = np.random.default_rng(np.random.SeedSequence([seed, 7, code, idx]))
         img, boxes, kpts, areas = render_pose_scene(rng, size, size, max_objects)
-        name = f"{idx:06d}.jpg"
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        if not ok:
-            raise OSError(f"could not encode synthetic image {name}")
-        buf.tofile(str(image_dir / name))
+        images.append(write_jpeg(image_dir, split, idx, img))
         image_id = idx + 1
-        images.append({"id": image_id, "file_name": f"{split}/{name}", "width": size, "height": size})
         for box, kp, area in zip(boxes.tolist(), kpts, areas.tolist(), strict=True):
             x1, y1, x2, y2 = box
             flat = [round(float(v), 2) if j % 3 != 2 else int(v) for j, v in enumerate(kp.reshape(-1))]
@@ -363,24 +358,13 @@ def generate_pose_dataset(out_dir: Path, *, num_train: int, num_val: int, image_
     ``train.json``, ``val.json``, ``images/{train,val}/NNNNNN.jpg``, ``dataset_info.json`` written last
     as the completion marker). One category ``person`` with the 17 COCO keypoints and skeleton."""
     root = Path(out_dir)
-    paths = SyntheticPaths(root, root / "train.json", root / "val.json", root / "images")
     args = {"generator": "edgevision.synthetic.pose", "version": GENERATOR_VERSION, "num_train": num_train,
             "num_val": num_val, "image_size": image_size, "seed": seed, "max_objects": max_objects}
-    marker = root / "dataset_info.json"
-    try:
-        if json.loads(marker.read_text(encoding="utf-8")) == args and paths.train_json.is_file() \
-                and paths.val_json.is_file():
-            return paths
-    except (OSError, ValueError):
-        pass
     for name, value in (("num_train", num_train), ("num_val", num_val), ("max_objects", max_objects)):
         if value < 0 or (name == "max_objects" and value == 0):
             raise UserError(f"generate_pose_dataset: {name} must be positive, got {value}")
     if image_size < 64:
         raise UserError(f"generate_pose_dataset: image_size must be >= 64, got {image_size}")
-    root.mkdir(parents=True, exist_ok=True)
-    marker.unlink(missing_ok=True)
-    _write_split(root, "train", 0, num_train, image_size, seed, max_objects)
-    _write_split(root, "val", 1, num_val, image_size, seed, max_objects)
-    _atomic_write_text(marker, json.dumps(args, indent=1))
-    return paths
+    sizes = {"train": num_train, "val": num_val}
+    return write_once(root, args, lambda split, code: _write_split(root, split, code, sizes[split], image_size, seed,
+                                                                   max_objects))
