@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .assigner import TaskAlignedAssigner, box_iou
+from .assigner import Assignment, TaskAlignedAssigner, box_iou
 from .blocks import dist2bbox, make_anchors
 from .edgedet import DetectHead
 
@@ -51,6 +51,23 @@ def dfl_loss(pred: torch.Tensor, target: torch.Tensor, reg_max: int) -> torch.Te
     nll_l = -logp.gather(-1, tl.unsqueeze(-1)).squeeze(-1)
     nll_r = -logp.gather(-1, (tl + 1).unsqueeze(-1)).squeeze(-1)
     return (nll_l * wl + nll_r * (1 - wl)).mean(-1)
+
+
+def box_losses(pd_boxes: torch.Tensor, distri: torch.Tensor, a: Assignment, anchors: torch.Tensor,
+               stride_t: torch.Tensor, reg_max: int, score_sum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIoU and DFL losses over the positive anchors, weighted by their IoU-aware class targets."""
+    zero = pd_boxes.new_zeros(())
+    fg = a.fg_mask
+    if not fg.any():
+        return zero, zero
+    weight = a.scores.sum(-1)[fg]
+    tgt = a.boxes / stride_t  # grid units
+    iou = box_iou(pd_boxes[fg], tgt[fg], ciou=True)
+    loss_box = ((1.0 - iou) * weight).sum() / score_sum
+    anc = anchors.unsqueeze(0).expand(pd_boxes.shape[0], -1, -1)[fg]
+    tgt_dist = torch.cat((anc - tgt[fg][:, :2], tgt[fg][:, 2:] - anc), -1)
+    loss_dfl = (dfl_loss(distri[fg], tgt_dist, reg_max) * weight).sum() / score_sum
+    return loss_box, loss_dfl
 
 
 class DetectionLoss:
@@ -91,16 +108,7 @@ class DetectionLoss:
                           anchors * stride_t, labels, gt_boxes, mask_gt)
         score_sum = a.scores.sum().clamp(min=1.0)
         loss_cls = F.binary_cross_entropy_with_logits(pd_logits, a.scores, reduction="sum") / score_sum
-        loss_box = loss_dfl = x.new_zeros(())
-        if a.fg_mask.any():
-            fg = a.fg_mask
-            weight = a.scores.sum(-1)[fg]
-            tgt = a.boxes / stride_t  # grid units
-            iou = box_iou(pd_boxes[fg], tgt[fg], ciou=True)
-            loss_box = ((1.0 - iou) * weight).sum() / score_sum
-            anc = anchors.unsqueeze(0).expand(b, -1, -1)[fg]
-            tgt_dist = torch.cat((anc - tgt[fg][:, :2], tgt[fg][:, 2:] - anc), -1)
-            loss_dfl = (dfl_loss(distri[fg], tgt_dist, self.reg_max) * weight).sum() / score_sum
+        loss_box, loss_dfl = box_losses(pd_boxes, distri, a, anchors, stride_t, self.reg_max, score_sum)
         wb, wc, wd = self.w
         total = (wb * loss_box + wc * loss_cls + wd * loss_dfl) * b
         return total, torch.stack((loss_box, loss_cls, loss_dfl)).detach()

@@ -37,10 +37,10 @@ from torch import nn
 from edgevision.runtime.errors import UserError
 
 from ..data.coco import COCO_SIGMAS
-from .assigner import TaskAlignedAssigner, box_iou
+from .assigner import TaskAlignedAssigner
 from .blocks import dist2bbox, make_anchors
 from .edgedet import DetectHead
-from .loss import dfl_loss
+from .loss import box_losses
 
 
 def default_sigmas(num_keypoints: int) -> list[float]:
@@ -117,16 +117,11 @@ class PoseLoss:
                           anchors * stride_t, labels, gt_boxes, mask_gt)
         score_sum = a.scores.sum().clamp(min=1.0)
         loss_cls = F.binary_cross_entropy_with_logits(pd_logits, a.scores, reduction="sum") / score_sum
-        loss_box = loss_dfl = loss_pose = loss_kobj = x.new_zeros(())
+        loss_box, loss_dfl = box_losses(pd_boxes, distri, a, anchors, stride_t, self.reg_max, score_sum)
+        loss_pose = loss_kobj = x.new_zeros(())
         fg = a.fg_mask
         if fg.any():
-            weight = a.scores.sum(-1)[fg]
-            tgt = a.boxes / stride_t  # grid units
-            iou = box_iou(pd_boxes[fg], tgt[fg], ciou=True)
-            loss_box = ((1.0 - iou) * weight).sum() / score_sum
             anc = anchors.unsqueeze(0).expand(b, -1, -1)[fg]
-            tgt_dist = torch.cat((anc - tgt[fg][:, :2], tgt[fg][:, 2:] - anc), -1)
-            loss_dfl = (dfl_loss(distri[fg], tgt_dist, self.reg_max) * weight).sum() / score_sum
             # keypoints of the person each positive anchor was assigned (same argmax as the assigner)
             gt_idx = self._assigned_index(a.boxes, gt_boxes, mask_gt)  # [B,N]
             kp_gt = gt_kpts.gather(1, gt_idx[..., None, None].expand(-1, -1, nk, 3))[fg]  # [P,K,3]
