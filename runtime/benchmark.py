@@ -32,13 +32,18 @@ def summarize(samples_ms: list[float]) -> LatencyStats:
 
 
 def measure(fns: dict[str, Callable[[], object]], warmup: int = 10, iters: int = 50) -> dict[str, LatencyStats]:
-    """Time each callable ``iters`` times after ``warmup`` calls, interleaving candidates each round."""
+    """Time each callable ``iters`` times after ``warmup`` calls, interleaving candidates each round.
+
+    The order rotates every round, so no candidate always runs right after the same other one (a thread pool
+    still spinning from the previous call slows whoever comes next on a small machine)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(iters):
-        for name, fn in fns.items():
+    items = list(fns.items())
+    for r in range(iters):
+        k = r % len(items)
+        for name, fn in items[k:] + items[:k]:
             t0 = time.perf_counter()
             fn()
             samples[name].append((time.perf_counter() - t0) * 1000.0)

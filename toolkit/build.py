@@ -33,6 +33,7 @@ from .stages.report import write_outputs
 from .stages.train import CHECKPOINT, train_stage
 
 ONNX_NAME = "model.onnx"
+BENCH_METHOD = 2  # 2: rotating order, no ORT spin-waiting (bump to re-time cached variants)
 
 
 @dataclass
@@ -127,7 +128,7 @@ def build_variant(
     )
     bn = recipe.bench
     benched = cache.run(
-        "bench", {"bundle": bundled.key, "checkpoint": provenance["checkpoint_hash"],
+        "bench", {"method": BENCH_METHOD, "bundle": bundled.key, "checkpoint": provenance["checkpoint_hash"],
                   "bench": bn.model_dump(mode="json"),
                   "reference": sha256_file(reference_onnx) if reference_onnx is not None else None},
         lambda d: bench_latency(load_checkpoint(ckpt)[0], onnx_path, recipe.input_size,

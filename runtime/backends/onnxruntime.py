@@ -63,6 +63,7 @@ class OrtBackend(Backend):
         model_path: str | Path,
         providers: list[str] | None = None,
         intra_op_threads: int | None = None,
+        spin: bool = True,
     ) -> None:
         ort = _ort()
         self.model_path = Path(model_path)
@@ -84,6 +85,8 @@ class OrtBackend(Backend):
         so.log_severity_level = 3  # errors only: fused INT8 models log one warning per dropped initializer
         if intra_op_threads is not None:
             so.intra_op_num_threads = int(intra_op_threads)
+        if not spin:  # side-by-side timing: idle threads must not busy-wait on the other candidate's cores
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         errors = ort.capi.onnxruntime_pybind11_state
         load_errors = tuple(
             getattr(errors, n)

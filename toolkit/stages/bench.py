@@ -53,11 +53,11 @@ def bench_latency(
 
             fns["torch-cpu"] = run_torch
         if "onnxruntime-cpu" in backends:
-            ort = OrtBackend(onnx_path, providers=["CPUExecutionProvider"], intra_op_threads=n)
+            ort = OrtBackend(onnx_path, providers=["CPUExecutionProvider"], intra_op_threads=n, spin=False)
             feed = {INPUT_NAME: x}
             fns["onnxruntime-cpu"] = lambda: ort.infer(feed)
             if reference_onnx is not None:
-                ref = OrtBackend(reference_onnx, providers=["CPUExecutionProvider"], intra_op_threads=n)
+                ref = OrtBackend(reference_onnx, providers=["CPUExecutionProvider"], intra_op_threads=n, spin=False)
                 fns["onnxruntime-cpu-original"] = lambda: ref.infer(feed)
         stats = measure(fns, warmup=warmup, iters=iters)
     finally:
