@@ -69,6 +69,16 @@ def write_jpeg(image_dir: Path, split: str, idx: int, img: np.ndarray) -> dict[s
     return {"id": idx + 1, "file_name": f"{split}/{name}", "width": w, "height": h}
 
 
+def check_sizes(where: str, num_train: int, num_val: int, max_objects: int, image_size: int, *,
+                min_size: int) -> None:
+    """Split sizes >= 0, at least one object per image, images at least ``min_size`` pixels."""
+    for name, value in (("num_train", num_train), ("num_val", num_val), ("max_objects", max_objects)):
+        if value < 0 or (name == "max_objects" and value == 0):
+            raise UserError(f"{where}: {name} must be positive, got {value}")
+    if image_size < min_size:
+        raise UserError(f"{where}: image_size must be >= {min_size}, got {image_size}")
+
+
 def write_once(root: Path, args: dict[str, Any], write_split: Callable[[str, int], Path]) -> SyntheticPaths:
     """Reuse a complete dataset under ``root`` made with the same ``args``, else write both splits
     (``write_split(split, code)``) and then ``dataset_info.json``, the marker of complete output."""
@@ -124,11 +134,7 @@ def generate_detection_dataset(out_dir: Path, *, num_train: int, num_val: int, i
     args = {"generator": "edgevision.synthetic.detection", "version": GENERATOR_VERSION,
             "num_train": num_train, "num_val": num_val, "image_size": image_size, "seed": seed,
             "max_objects": max_objects, "class_names": CLASS_NAMES}
-    for name, value in (("num_train", num_train), ("num_val", num_val), ("max_objects", max_objects)):
-        if value < 0 or (name == "max_objects" and value == 0):
-            raise UserError(f"generate_detection_dataset: {name} must be positive, got {value}")
-    if image_size < 32:
-        raise UserError(f"generate_detection_dataset: image_size must be >= 32, got {image_size}")
+    check_sizes("generate_detection_dataset", num_train, num_val, max_objects, image_size, min_size=32)
     sizes = {"train": num_train, "val": num_val}
     return write_once(root, args, lambda split, code: _write_split(root, split, code, sizes[split], image_size, seed,
                                                                    max_objects))

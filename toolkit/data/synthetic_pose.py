@@ -35,11 +35,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgevision.runtime.errors import UserError
 from edgevision.runtime.synthetic import _background, make_shape_contours, rasterize
 
 from .coco import COCO_KEYPOINT_NAMES, COCO_SKELETON
-from .synthetic import SyntheticPaths, _atomic_write_text, write_jpeg, write_once
+from .synthetic import SyntheticPaths, _atomic_write_text, check_sizes, write_jpeg, write_once
 
 __all__ = ["GENERATOR_VERSION", "KEYPOINT_NAMES", "SKELETON", "Figure", "generate_pose_dataset",
            "render_figure", "render_pose_scene", "sample_figure"]
@@ -360,11 +359,7 @@ def generate_pose_dataset(out_dir: Path, *, num_train: int, num_val: int, image_
     root = Path(out_dir)
     args = {"generator": "edgevision.synthetic.pose", "version": GENERATOR_VERSION, "num_train": num_train,
             "num_val": num_val, "image_size": image_size, "seed": seed, "max_objects": max_objects}
-    for name, value in (("num_train", num_train), ("num_val", num_val), ("max_objects", max_objects)):
-        if value < 0 or (name == "max_objects" and value == 0):
-            raise UserError(f"generate_pose_dataset: {name} must be positive, got {value}")
-    if image_size < 64:
-        raise UserError(f"generate_pose_dataset: image_size must be >= 64, got {image_size}")
+    check_sizes("generate_pose_dataset", num_train, num_val, max_objects, image_size, min_size=64)
     sizes = {"train": num_train, "val": num_val}
     return write_once(root, args, lambda split, code: _write_split(root, split, code, sizes[split], image_size, seed,
                                                                    max_objects))
