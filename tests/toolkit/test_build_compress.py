@@ -63,3 +63,19 @@ def test_int8_bundle_is_tensorrt_style_and_traceable(chain: tuple[Path, dict]) -
     assert manifest["variants"]["qat"]["compress"]["qat"]["fake_quantized_convs"] > 0
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk["variants"]["fp16"]["precision"] == "fp16"
+
+
+def test_tuning_kd_weights_reruns_only_the_distilled_student(tmp_path: Path) -> None:
+    """A plain fine-tune ignores the KD settings, so changing them must not redo it (nor anything before)."""
+    chain = "compress:\n  - prune: {macs_reduction: 1.5}\n  - distill: {epochs: 1, compare_finetune: true%s}\n"
+    cache = tmp_path / "cache"
+    stages = []
+    for extra in ("", ", cls_weight: 0.5, kpt_weight: 0.0, temperature: 2.0"):
+        recipe = tmp_path / "tiny.yaml"
+        recipe.write_text(TINY.format(epochs=1, conf=0.001) + chain % extra)
+        stages.append(build(recipe, tmp_path / "out", cache_dir=cache, log=lambda m: None).manifest["stages"])
+    distill = [[s for s in run if s["stage"] == "distill"] for run in stages]
+    assert [s["cached"] for s in distill[0]] == [False, False]
+    distilled, finetuned = distill[1]
+    assert not distilled["cached"] and distilled["key"] != distill[0][0]["key"]
+    assert finetuned["cached"] and finetuned["key"] == distill[0][1]["key"]

@@ -173,7 +173,9 @@ def test_sparse_student_keeps_2to4_through_distill_and_reload(tmp_path: Path, da
     before, _ = load_checkpoint(tmp_path / "pruned.pt")
     assert any(not torch.equal(a, b) for a, b in zip(before.state_dict().values(), model.state_dict().values(),
                                                       strict=True))  # it trained
-    plain = distill_checkpoint(tmp_path / "pruned.pt", None, tmp_path / "ft.pt", DistillConfig(epochs=1),
+    # the recipe may name a teacher checkpoint; the comparison fine-tune (teacher=None) must still be plain
+    plain = distill_checkpoint(tmp_path / "pruned.pt", None, tmp_path / "ft.pt",
+                               DistillConfig(epochs=1, teacher=base),
                                train=data, input_size=S, train_cfg=_train_cfg(), where=WHERE, log=lambda _s: None)
     assert plain["mode"] == "finetune" and plain["teacher"] is None and plain["loss_terms"] == ["box", "cls", "dfl"]
     ft, _ = load_checkpoint(tmp_path / "ft.pt")

@@ -188,12 +188,19 @@ def _prune_step(cfg: PruneConfig, src: Path, recipe: Recipe, data: PreparedData,
         src, d / CHECKPOINT, cfg, train=data.train, input_size=recipe.input_size, where=where, log=cache.log))
 
 
+#: Distillation settings a plain fine-tune ignores: left out of its cache key, so tuning the KD weights
+#: re-runs only the distilled student, and ``mode: finetune`` shares its result with ``compare_finetune``.
+KD_ONLY_FIELDS = {"mode", "cls_weight", "box_weight", "kpt_weight", "feature_weight", "kd_decay", "kd_end", "region",
+                  "feature_bg_weight", "temperature"}
+
+
 def _distill_step(cfg: DistillConfig, student: Path, teacher: Path | None, recipe: Recipe, data: PreparedData,
                   cache: Cache, common: dict[str, Any], where: str) -> Artifact:
     from .distill import distill_checkpoint
 
+    unused = {"compare_finetune", "teacher"} | (set() if teacher else KD_ONLY_FIELDS)
     material = {**common, "student": sha256_file(student), "teacher": sha256_file(teacher) if teacher else None,
-                "config": cfg.model_dump(mode="json", exclude={"compare_finetune", "teacher"}),
+                "config": cfg.model_dump(mode="json", exclude=unused),
                 "train": recipe.train.model_dump(mode="json")}
     return cache.run("distill", material, lambda d: distill_checkpoint(
         student, teacher, d / CHECKPOINT, cfg, train=data.train, input_size=recipe.input_size,

@@ -298,8 +298,10 @@ def _load_student(student: Path, cfg: DistillConfig, teacher_meta: CheckpointMet
 def distill_checkpoint(student: Path, teacher: Path | None, dst: Path, cfg: DistillConfig, *, train: Any,
                        input_size: int, train_cfg: Any, where: str,
                        log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Build-chain entry: fine-tune ``student`` (from ``teacher`` unless None / ``mode: finetune``) and
-    write ``dst``. ``train_cfg`` is the recipe's ``train`` section (optimizer, augmentation, seed...)."""
+    """Build-chain entry: fine-tune ``student`` from ``teacher`` (None or ``mode: finetune``: no teacher) and
+    write ``dst``. The caller resolves ``cfg.teacher`` (the chain passes it as ``teacher``), so a plain
+    fine-tune run for comparison stays plain even when the recipe names a teacher checkpoint.
+    ``train_cfg`` is the recipe's ``train`` section (optimizer, augmentation, seed...)."""
     from ..data.augment import AugmentConfig
     from ..data.dataset import DetectionDataset
     from ..models.loss import make_loss
@@ -307,9 +309,7 @@ def distill_checkpoint(student: Path, teacher: Path | None, dst: Path, cfg: Dist
     from ..train import fit
 
     t0 = time.perf_counter()
-    teacher_path = cfg.teacher if cfg.teacher is not None else teacher
-    if cfg.mode == "finetune":
-        teacher_path = None
+    teacher_path = None if cfg.mode == "finetune" else teacher
     t_model, t_meta = load_checkpoint(teacher_path) if teacher_path is not None else (None, None)
     model, meta = _load_student(student, cfg, t_meta, where)
     if t_model is not None and t_meta is not None:
