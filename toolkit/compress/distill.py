@@ -339,7 +339,8 @@ def distill_checkpoint(student: Path, teacher: Path | None, dst: Path, cfg: Dist
     ds = DetectionDataset(train, input_size, augment=True, aug=aug)
     fcfg = FitConfig(epochs=cfg.epochs, batch=cfg.batch or train_cfg.batch, lr=cfg.lr,
                      weight_decay=train_cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
-                     optimizer=train_cfg.optimizer, ema=train_cfg.ema, seed=train_cfg.seed,
+                     optimizer=train_cfg.optimizer, ema=train_cfg.ema,
+                     seed=train_cfg.seed if cfg.seed is None else cfg.seed,
                      num_threads=train_cfg.num_threads or (os.cpu_count() or 1))
     mode = "distill" if teacher_net is not None else "finetune"
     log(f"[{mode}] {cfg.epochs} epochs, student {meta.model}-{meta.size}"

@@ -41,3 +41,5 @@ class DistillConfig(BaseModel):
                                      "(region: object)")
     temperature: float = Field(default=1.0, gt=0)
     compare_finetune: bool = Field(default=False, description="also fine-tune without the teacher, same epochs")
+    seed: int | None = Field(default=None, description="shuffling/augmentation seed; default: the recipe's "
+                             "train.seed (vary it to see the run-to-run spread of distill vs fine-tune)")
