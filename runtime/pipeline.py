@@ -327,13 +327,16 @@ class Pipeline:
 
     def run(self) -> dict[str, Any]:
         """Process the whole source (or until ``stop()``/Ctrl-C) and return ``metrics.snapshot()``."""
-        self.start()
         try:
+            self.start()  # inside the try: Ctrl-C while the stages spawn must stop the ones already running
             while any(t.is_alive() for t in self._threads):
                 self._threads[-1].join(0.2)
         except KeyboardInterrupt:
             self.stop()
-            self.join(timeout=10)
+            try:
+                self.join(timeout=10)
+            except Exception as exc:  # a stage broken by the interrupt (e.g. mid-import): the user's Ctrl-C wins
+                log.info("after Ctrl-C: %s", exc)
             raise
         self.join()
         return self.metrics.snapshot()

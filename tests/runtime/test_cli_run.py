@@ -81,13 +81,19 @@ def test_ctrl_c_stops_cleanly_and_flushes_sinks(assets: dict[str, Path], tmp_pat
     proc = subprocess.Popen(
         [sys.executable, "-c", MAIN, "run", str(assets["bundle"]), "--source",
          "synthetic://?fps=30&width=64&height=48&pool=2", "--sink", f"jsonl:{out}", "--no-status"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # SIGABRT below dumps every thread's stack
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200):
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"no exit 30 s after Ctrl-C; the child's threads were at:\n{err[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
