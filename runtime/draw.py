@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MissingDependencyError
+from .errors import dependency_error
 from .results import Detections
 
 __all__ = ["PALETTE", "color_for", "draw_detections"]
@@ -34,7 +34,7 @@ def _cv2() -> Any:
     try:
         import cv2
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("opencv (cv2)", "runtime") from exc
+        raise dependency_error(exc, "opencv (cv2)", "runtime") from exc
     return cv2
 
 

@@ -22,14 +22,37 @@ class UserError(EdgevisionError):
 
 
 class MissingDependencyError(UserError):
-    """An optional dependency is absent; the message carries the exact ``pip install`` line."""
+    """An optional dependency is absent (or present but broken); the message carries the ``pip install`` line."""
 
-    def __init__(self, module: str, extra: str, why: str = "") -> None:
+    def __init__(self, module: str, extra: str, why: str = "", *, broken: str = "") -> None:
         hint = f"pip install 'edgevision[{extra}]'"
         detail = f" ({why})" if why else ""
-        super().__init__(f"{module} is not installed{detail}; install it with: {hint}")
+        if broken:
+            msg = f"{module} is installed but failed to load ({broken}){detail}; reinstall it with: {hint}"
+        else:
+            msg = f"{module} is not installed{detail}; install it with: {hint}"
+        super().__init__(msg)
         self.module = module
         self.extra = extra
+
+
+def dependency_error(exc: ImportError, module: str, extra: str, why: str = "") -> BaseException:
+    """What a failed lazy import should raise (``raise dependency_error(exc, ...) from exc``).
+
+    Ctrl-C while a C extension initialises surfaces as ``ImportError: initialization failed`` chained from
+    the ``KeyboardInterrupt``: that gives the interrupt back, so the user sees an interrupted run, not "not
+    installed". A module that is absent -> "not installed"; one that is present but fails -> "failed to load".
+    """
+    seen: BaseException | None = exc
+    for _ in range(16):  # a cause chain is short; the bound guards against cycles
+        if seen is None:
+            break
+        if isinstance(seen, KeyboardInterrupt):
+            return KeyboardInterrupt()
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, ModuleNotFoundError):
+        return MissingDependencyError(module, extra, why)
+    return MissingDependencyError(module, extra, why, broken=str(exc) or type(exc).__name__)
 
 
 class InternalError(EdgevisionError):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MissingDependencyError, UserError
+from .errors import UserError, dependency_error
 from .results import Detections
 
 __all__ = ["NMS_OUTPUT_NAMES", "decode_nms", "decode_yolo"]
@@ -38,7 +38,7 @@ def _cv2() -> Any:
     try:
         import cv2
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("opencv (cv2)", "runtime") from exc
+        raise dependency_error(exc, "opencv (cv2)", "runtime") from exc
     return cv2
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .errors import MissingDependencyError, UserError
+from .errors import UserError, dependency_error
 
 if TYPE_CHECKING:
     from .results import Detections
@@ -35,7 +35,7 @@ def _cv2() -> Any:
     try:
         import cv2
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("opencv (cv2)", "runtime") from exc
+        raise dependency_error(exc, "opencv (cv2)", "runtime") from exc
     return cv2
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MissingDependencyError, UserError
+from .errors import UserError, dependency_error
 from .preprocess import Letterbox, letterbox_geometry
 
 __all__ = [
@@ -163,7 +163,7 @@ def _pycuda() -> tuple[Any, Any]:
         import pycuda.driver as cuda
         from pycuda.compiler import SourceModule
     except ImportError as exc:
-        raise MissingDependencyError("pycuda", "tensorrt", "needed for GPU preprocessing") from exc
+        raise dependency_error(exc, "pycuda", "tensorrt", "needed for GPU preprocessing") from exc
     return cuda, SourceModule
 
 

@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from .errors import MissingDependencyError, UserError
+from .errors import UserError, dependency_error
 from .frames import Frame
 
 __all__ = ["IMAGE_SUFFIXES", "SCHEMES", "Source", "open_source"]
@@ -53,7 +53,7 @@ def _cv2() -> Any:
     try:
         import cv2
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("opencv (cv2)", "runtime") from exc
+        raise dependency_error(exc, "opencv (cv2)", "runtime") from exc
     return cv2
 
 

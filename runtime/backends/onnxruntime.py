@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InternalError, MissingDependencyError, UserError
+from ..errors import InternalError, UserError, dependency_error
 from .base import Backend, TensorSpec
 from .ort_int8 import needs_u8_activations, u8_activation_model
 
@@ -31,7 +31,7 @@ def _ort() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise MissingDependencyError("onnxruntime", "runtime") from exc
+        raise dependency_error(exc, "onnxruntime", "runtime") from exc
     return onnxruntime
 
 

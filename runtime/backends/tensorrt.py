@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InternalError, MissingDependencyError, UserError
+from ..errors import InternalError, UserError, dependency_error
 from ..preprocess import InputSpecLike, Letterbox
 from .base import Backend
 from .trt_plan import BufferSpec, EngineRecord, TensorInfo, check_engine_compat, plan_buffers, resolve_input_shapes
@@ -40,11 +40,11 @@ def _import() -> tuple[Any, Any]:
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise MissingDependencyError("tensorrt", "tensorrt") from exc
+        raise dependency_error(exc, "tensorrt", "tensorrt") from exc
     try:
         import pycuda.driver as cuda
     except ImportError as exc:
-        raise MissingDependencyError("pycuda", "tensorrt") from exc
+        raise dependency_error(exc, "pycuda", "tensorrt") from exc
     return trt, cuda
 
 
