@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,8 +132,9 @@ def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float |
         imgsz: str | None, names: str | None, task: str | None, no_status: bool) -> None:
     """Run MODEL (bundle or .onnx) on a stream and send the results to sinks. Runtime-only.
 
-    Prints a live status line (FPS, latency, drops) and a summary at exit; Ctrl-C stops cleanly and
-    flushes the sinks. Example: edgevision run runs/quickstart/fp32 --source synthetic://?fps=30
+    Prints a live status line (FPS, latency, drops) and a summary at exit; Ctrl-C (exit 130) and SIGTERM
+    (exit 0, e.g. `docker stop`) stop cleanly and flush the sinks.
+    Example: edgevision run runs/quickstart/fp32 --source synthetic://?fps=30
     --sink video:demo.mp4 --sink http://127.0.0.1:8080
     """
     from edgevision.runtime.pipeline import Pipeline
@@ -149,10 +151,24 @@ def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float |
     pipe = Pipeline(bundle, source, sinks, drop_policy=drop_policy,  # type: ignore[arg-type]
                     max_frames=max_frames, conf=conf, iou=iou, max_det=max_det, backend=backend, threads=threads,
                     status=not no_status)
+    previous = _stop_on_sigterm(pipe)
     try:
         pipe.run()
     finally:
+        signal.signal(signal.SIGTERM, previous)
         click.echo(pipe.metrics.summary(), err=True)
+
+
+def _stop_on_sigterm(pipe: Any) -> Any:
+    """SIGTERM (``docker stop``, systemd, ``kill``) stops the pipeline like Ctrl-C: frames not yet inferred are
+    dropped, computed results reach the sinks and every sink is closed (a video file gets its index), then
+    ``run`` returns normally (exit 0). Returns the handler it replaced."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        click.echo(f"received signal {signum}: stopping", err=True)
+        pipe.stop()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _make_sinks(specs: tuple[str, ...], bundle: Bundle) -> list[Any]:
