@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import dependency_error
+from .lazy import cv2 as _cv2
 from .results import Detections
 
 __all__ = ["PALETTE", "color_for", "draw_detections"]
@@ -28,14 +28,6 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )
 _KPT_COLOR = (0, 255, 255)
 _LIMB_COLOR = (255, 128, 0)
-
-
-def _cv2() -> Any:
-    try:
-        import cv2
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise dependency_error(exc, "opencv (cv2)", "runtime") from exc
-    return cv2
 
 
 def color_for(class_id: int) -> tuple[int, int, int]:

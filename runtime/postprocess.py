@@ -18,11 +18,10 @@ and OpenCV is already a runtime dependency.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from .errors import UserError, dependency_error
+from .errors import UserError
+from .lazy import cv2 as _cv2
 from .results import Detections
 
 __all__ = ["NMS_OUTPUT_NAMES", "decode_nms", "decode_yolo"]
@@ -32,14 +31,6 @@ NMS_OUTPUT_NAMES = ("num_dets", "boxes", "scores", "classes")
 
 #: At most this many candidates (highest scores) enter NMS per image, as Ultralytics' ``max_nms``.
 MAX_NMS_CANDIDATES = 30000
-
-
-def _cv2() -> Any:
-    try:
-        import cv2
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise dependency_error(exc, "opencv (cv2)", "runtime") from exc
-    return cv2
 
 
 def _nms(xyxy: np.ndarray, scores: np.ndarray, cls: np.ndarray, iou: float, top_k: int,

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .errors import UserError, dependency_error
+from .errors import UserError
+from .lazy import cv2 as _cv2
 
 if TYPE_CHECKING:
     from .results import Detections
@@ -29,14 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["InputSpecLike", "Letterbox", "letterbox", "letterbox_geometry", "stack", "to_tensor"]
 
 _USE_CV2_BLOB = True  # tests flip this to cover the numpy fallback
-
-
-def _cv2() -> Any:
-    try:
-        import cv2
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise dependency_error(exc, "opencv (cv2)", "runtime") from exc
-    return cv2
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from .errors import UserError, dependency_error
+from .errors import UserError
 from .frames import Frame
+from .lazy import cv2 as _cv2
 
 __all__ = ["IMAGE_SUFFIXES", "SCHEMES", "Source", "open_source"]
 
@@ -47,14 +48,6 @@ SCHEMES = ("file", "v4l2", "csi", "rtsp", "rtsps", "http", "https", "synthetic")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _BACKOFF_START_S, _BACKOFF_MAX_S = 0.5, 10.0
 DECODE_THREADS = 1  # FFmpeg decode threads: inference owns the other cores (see runtime/bench.py)
-
-
-def _cv2() -> Any:
-    try:
-        import cv2
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise dependency_error(exc, "opencv (cv2)", "runtime") from exc
-    return cv2
 
 
 class Source:
