@@ -61,11 +61,14 @@ def build(recipe: Path, out: Path | None, cache_dir: Path | None) -> None:
 @click.option("--dynamic-batch/--static-batch", default=False, show_default=True,
               help="Export with a dynamic batch dimension.")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxsim.")
-def export(checkpoint: Path, out: Path, opset: int, dynamic_batch: bool, simplify: bool) -> None:
+@click.option("--imgsz", type=click.IntRange(1), default=None,
+              help="Square input size to export for (default: the size it was trained at), e.g. 640.")
+def export(checkpoint: Path, out: Path, opset: int, dynamic_batch: bool, simplify: bool, imgsz: int | None) -> None:
     """Export an edgevision CHECKPOINT to a bundle (ONNX + sidecar), checking torch/ONNX Runtime parity."""
     from .export_cmd import export_checkpoint
 
-    parity = export_checkpoint(checkpoint, out, opset=opset, dynamic_batch=dynamic_batch, simplify=simplify)
+    parity = export_checkpoint(checkpoint, out, opset=opset, dynamic_batch=dynamic_batch, simplify=simplify,
+                               input_size=imgsz)
     click.echo(f"wrote {out} (parity: max abs err {parity['max_abs_err']:.2e}, "
                f"max rel err {parity['max_rel_err']:.2e})")
 

@@ -16,20 +16,26 @@ from .stages.export import check_parity, export_onnx
 
 
 def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_batch: bool = False,
-                      simplify: bool = True) -> dict[str, float]:
+                      simplify: bool = True, input_size: int | None = None) -> dict[str, float]:
+    """``input_size`` (default: the size it was trained at) exports the fully convolutional model for another
+    square input, e.g. 640 for a model trained at 256; it must be a multiple of the model's largest stride."""
     model, meta = load_checkpoint(checkpoint)
+    spec = get_model_spec(meta.model)
+    size = meta.input_size if input_size is None else input_size
+    stride = max(spec.strides)
+    if size < stride or size % stride:
+        raise UserError(f"--imgsz {size}: must be a positive multiple of {stride} (the model's largest stride)")
     recipe = Recipe(name=out.name or "model", task=meta.task,  # type: ignore[arg-type]
-                    model=ModelConfig(name=meta.model, size=meta.size), input_size=meta.input_size,
+                    model=ModelConfig(name=meta.model, size=meta.size), input_size=size,
                     export=ExportConfig(opset=opset, dynamic_batch=dynamic_batch, simplify=simplify))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
-        export_onnx(model, meta.input_size, onnx_path, opset=opset, dynamic_batch=dynamic_batch,
-                    simplify=simplify)
-        parity = check_parity(model, onnx_path, meta.input_size)
+        export_onnx(model, size, onnx_path, opset=opset, dynamic_batch=dynamic_batch, simplify=simplify)
+        parity = check_parity(model, onnx_path, size)
         if not parity.ok:
             raise UserError(f"{checkpoint}: torch and ONNX Runtime disagree (max abs err "
                             f"{parity.max_abs_err:.3g}); not writing {out}")
-        sidecar = make_sidecar(recipe, get_model_spec(meta.model), meta.class_names,
+        sidecar = make_sidecar(recipe, spec, meta.class_names,
                                provenance={"checkpoint_hash": sha256_file(checkpoint),
                                            "onnx_hash": sha256_file(onnx_path)})
         with atomic_dir(out) as d:

@@ -94,3 +94,26 @@ def test_corrupt_onnx_in_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[st
     ann = tmp_path / "gt.json"
     ann.write_text('{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}')
     assert "model.onnx" in user_error(["eval", str(b), "--data", str(ann)], capsys)
+
+
+def test_export_for_another_input_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A model trained at 64 px exports for 128 px: the ONNX input, the sidecar and the anchor count follow."""
+    import onnx
+
+    from edgevision.runtime.bundle import load_bundle
+    from edgevision.toolkit.checkpoint import CheckpointMeta, save_checkpoint
+    from edgevision.toolkit.models.registry import build_model
+
+    ckpt = tmp_path / "ckpt.pt"
+    save_checkpoint(ckpt, build_model("edgedet", "p", 2).eval(),
+                    CheckpointMeta(model="edgedet", size="p", task="detect", class_names=["a", "b"], input_size=64))
+    code, _, err = run_main(["export", str(ckpt), "--out", str(tmp_path / "b128"), "--imgsz", "128"], capsys)
+    assert code == 0, err
+    bundle = load_bundle(tmp_path / "b128")
+    assert bundle.sidecar.input.shape == [1, 3, 128, 128]
+    graph = onnx.load(str(bundle.model_path)).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 3, 128, 128]
+    anchors = sum((128 // s) ** 2 for s in (8, 16, 32))
+    assert graph.output[0].type.tensor_type.shape.dim[2].dim_value == anchors
+    line = user_error(["export", str(ckpt), "--out", str(tmp_path / "bad"), "--imgsz", "100"], capsys)
+    assert "--imgsz 100" in line and "32" in line and not (tmp_path / "bad").exists()
