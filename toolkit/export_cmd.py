@@ -5,10 +5,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from edgevision.runtime.bundle import KeypointSpec
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.fsutil import atomic_dir, sha256_file
 
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointMeta, load_checkpoint
+from .data.coco import COCO_KEYPOINT_NAMES, COCO_SIGMAS, COCO_SKELETON
 from .models.registry import get_model_spec
 from .recipe import ExportConfig, ModelConfig, Recipe
 from .stages.bundle import make_sidecar, write_bundle
@@ -25,6 +27,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_b
     stride = max(spec.strides)
     if size < stride or size % stride:
         raise UserError(f"--imgsz {size}: must be a positive multiple of {stride} (the model's largest stride)")
+    keypoints = checkpoint_keypoints(checkpoint, meta)
     recipe = Recipe(name=out.name or "model", task=meta.task,  # type: ignore[arg-type]
                     model=ModelConfig(name=meta.model, size=meta.size), input_size=size,
                     export=ExportConfig(opset=opset, dynamic_batch=dynamic_batch, simplify=simplify))
@@ -35,9 +38,24 @@ def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_b
         if not parity.ok:
             raise UserError(f"{checkpoint}: torch and ONNX Runtime disagree (max abs err "
                             f"{parity.max_abs_err:.3g}); not writing {out}")
-        sidecar = make_sidecar(recipe, spec, meta.class_names,
+        sidecar = make_sidecar(recipe, spec, meta.class_names, keypoints=keypoints,
                                provenance={"checkpoint_hash": sha256_file(checkpoint),
                                            "onnx_hash": sha256_file(onnx_path)})
         with atomic_dir(out) as d:
             write_bundle(d, onnx_path, sidecar)
     return {"max_abs_err": parity.max_abs_err, "max_rel_err": parity.max_rel_err}
+
+
+def checkpoint_keypoints(checkpoint: Path, meta: CheckpointMeta) -> KeypointSpec | None:
+    """The sidecar's keypoint block for a pose checkpoint: what training stored, else COCO's 17 person
+    keypoints when the model has 17 (checkpoints written before training stored it)."""
+    if meta.task != "pose":
+        return None
+    stored = meta.extra.get("keypoints")
+    if stored:
+        return KeypointSpec(**stored)
+    if meta.num_keypoints == len(COCO_KEYPOINT_NAMES):
+        return KeypointSpec(names=list(COCO_KEYPOINT_NAMES), skeleton=list(COCO_SKELETON), sigmas=list(COCO_SIGMAS))
+    raise UserError(f"{checkpoint}: a pose checkpoint with {meta.num_keypoints} keypoints but no keypoint names; "
+                    "re-train it with this edgevision (training records them), or export it from its recipe with "
+                    "`edgevision build`")

@@ -291,8 +291,9 @@ def _load_student(student: Path, cfg: DistillConfig, teacher_meta: CheckpointMet
     base = teacher_meta or meta
     torch.manual_seed(0)
     fresh = build_model(name, size, num_classes=len(base.class_names), num_keypoints=base.num_keypoints)
+    keep = {k: base.extra[k] for k in ("keypoints",) if k in base.extra}
     return fresh, CheckpointMeta(model=name, size=size, task=base.task, class_names=list(base.class_names),
-                                 input_size=base.input_size, num_keypoints=base.num_keypoints)
+                                 input_size=base.input_size, num_keypoints=base.num_keypoints, extra=keep)
 
 
 def distill_checkpoint(student: Path, teacher: Path | None, dst: Path, cfg: DistillConfig, *, train: Any,

@@ -20,6 +20,7 @@ from ..data.augment import AugmentConfig
 from ..data.dataset import DetectionDataset
 from ..models.registry import build_model, get_model_spec
 from ..recipe import Recipe
+from .bundle import keypoint_spec
 from .data import PreparedData
 
 CHECKPOINT = "checkpoint.pt"
@@ -88,9 +89,11 @@ def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
             lambda i, loss, _m: cache.log(f"[train] epoch {i + 1}/{t.epochs} loss {loss:.3f}"))
         result = fit(model, ds, cfg, on_epoch=on_epoch)
         trained = result.model if result.model is not None else model
+        kpts = keypoint_spec(data.train) if num_keypoints else None  # lets `edgevision export` write a pose sidecar
         meta = CheckpointMeta(model=recipe.model.name, size=recipe.model.size, task=recipe.task,
                               class_names=list(data.train.class_names), input_size=recipe.input_size,
-                              num_keypoints=num_keypoints)
+                              num_keypoints=num_keypoints,
+                              extra={"keypoints": kpts.model_dump(mode="json")} if kpts is not None else {})
         save_checkpoint(workdir / CHECKPOINT, trained, meta)
         return {"trained": True, "epoch_losses": [float(x) for x in result.epoch_losses],
                 "train_seconds": float(result.seconds)}
