@@ -98,31 +98,44 @@ def write_once(root: Path, args: dict[str, Any], write_split: Callable[[str, int
     return paths
 
 
-def _write_split(root: Path, split: str, code: int, n: int, size: int, seed: int, max_objects: int) -> Path:
+#: One image of a synthetic split: (image, annotations without their "id"/"image_id").
+Scene = Callable[[int], tuple[np.ndarray, list[dict[str, Any]]]]
+
+
+def write_coco_split(root: Path, split: str, n: int, scene: Scene, description: str, version: int,
+                     categories: list[dict[str, Any]]) -> Path:
+    """Render images ``0..n-1`` with ``scene(idx)`` into ``root/images/split`` and write ``root/split.json``
+    (COCO, ids from 1) atomically. Both synthetic generators (detection, pose) write their splits this way."""
     image_dir = root / "images" / split
     image_dir.mkdir(parents=True, exist_ok=True)
     images: list[dict[str, Any]] = []
     anns: list[dict[str, Any]] = []
     for idx in range(n):
-        # One generator per image, keyed by (seed, split, index): images do not depend on split sizes.
-        rng = np.random.default_rng(np.random.SeedSequence([seed, code, idx]))
-        img, boxes, labels, areas = _scene(rng, size, size, max_objects)
+        img, objects = scene(idx)
         images.append(write_jpeg(image_dir, split, idx, img))
-        image_id = idx + 1
-        for box, label, area in zip(boxes.tolist(), labels.tolist(), areas.tolist(), strict=True):
-            x1, y1, x2, y2 = (round(v, 3) for v in box)
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": label + 1,
-                         "bbox": [x1, y1, round(x2 - x1, 3), round(y2 - y1, 3)], "area": area,
-                         "iscrowd": 0})
-    coco = {
-        "info": {"description": f"edgevision synthetic shapes ({split})", "version": GENERATOR_VERSION},
-        "images": images,
-        "annotations": anns,
-        "categories": [{"id": i + 1, "name": c, "supercategory": "shape"} for i, c in enumerate(CLASS_NAMES)],
-    }
+        anns += [{"id": len(anns) + k + 1, "image_id": idx + 1, **obj} for k, obj in enumerate(objects)]
+    coco = {"info": {"description": description, "version": version}, "images": images,
+            "annotations": anns, "categories": categories}
     out = root / f"{split}.json"
     _atomic_write_text(out, json.dumps(coco, separators=(",", ":")))
     return out
+
+
+def _write_split(root: Path, split: str, code: int, n: int, size: int, seed: int, max_objects: int) -> Path:
+    def scene(idx: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        # One generator per image, keyed by (seed, split, index): images do not depend on split sizes.
+        rng = np.random.default_rng(np.random.SeedSequence([seed, code, idx]))
+        img, boxes, labels, areas = _scene(rng, size, size, max_objects)
+        objects = []
+        for box, label, area in zip(boxes.tolist(), labels.tolist(), areas.tolist(), strict=True):
+            x1, y1, x2, y2 = (round(v, 3) for v in box)
+            objects.append({"category_id": label + 1, "bbox": [x1, y1, round(x2 - x1, 3), round(y2 - y1, 3)],
+                            "area": area, "iscrowd": 0})
+        return img, objects
+
+    categories = [{"id": i + 1, "name": c, "supercategory": "shape"} for i, c in enumerate(CLASS_NAMES)]
+    return write_coco_split(root, split, n, scene, f"edgevision synthetic shapes ({split})", GENERATOR_VERSION,
+                            categories)
 
 
 def generate_detection_dataset(out_dir: Path, *, num_train: int, num_val: int, image_size: int, seed: int,

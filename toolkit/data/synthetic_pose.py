@@ -27,7 +27,6 @@ image and ``area`` its silhouette area inside the image (occluded parts included
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ import numpy as np
 from edgevision.runtime.synthetic import _background, make_shape_contours, rasterize
 
 from .coco import COCO_KEYPOINT_NAMES, COCO_SKELETON
-from .synthetic import SyntheticPaths, _atomic_write_text, check_sizes, write_jpeg, write_once
+from .synthetic import SyntheticPaths, check_sizes, write_coco_split, write_once
 
 __all__ = ["GENERATOR_VERSION", "KEYPOINT_NAMES", "SKELETON", "Figure", "generate_pose_dataset",
            "render_figure", "render_pose_scene", "sample_figure"]
@@ -323,32 +322,22 @@ def render_pose_scene(rng: np.random.Generator, width: int, height: int, max_obj
 
 
 def _write_split(root: Path, split: str, code: int, n: int, size: int, seed: int, max_objects: int) -> Path:
-    image_dir = root / "images" / split
-    image_dir.mkdir(parents=True, exist_ok=True)
-    images: list[dict[str, Any]] = []
-    anns: list[dict[str, Any]] = []
-    for idx in range(n):
+    def scene(idx: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
         # One generator per image, keyed by (seed, split, index): images do not depend on split sizes.
         rng = np.random.default_rng(np.random.SeedSequence([seed, 7, code, idx]))
         img, boxes, kpts, areas = render_pose_scene(rng, size, size, max_objects)
-        images.append(write_jpeg(image_dir, split, idx, img))
-        image_id = idx + 1
+        objects = []
         for box, kp, area in zip(boxes.tolist(), kpts, areas.tolist(), strict=True):
             x1, y1, x2, y2 = box
             flat = [round(float(v), 2) if j % 3 != 2 else int(v) for j, v in enumerate(kp.reshape(-1))]
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": 1,
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": area, "iscrowd": 0,
-                         "keypoints": flat, "num_keypoints": int((kp[:, 2] > 0).sum())})
-    coco = {
-        "info": {"description": f"edgevision synthetic pose ({split})", "version": GENERATOR_VERSION},
-        "images": images,
-        "annotations": anns,
-        "categories": [{"id": 1, "name": "person", "supercategory": "person", "keypoints": KEYPOINT_NAMES,
-                        "skeleton": [[a + 1, b + 1] for a, b in SKELETON]}],
-    }
-    out = root / f"{split}.json"
-    _atomic_write_text(out, json.dumps(coco, separators=(",", ":")))
-    return out
+            objects.append({"category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "area": area, "iscrowd": 0,
+                            "keypoints": flat, "num_keypoints": int((kp[:, 2] > 0).sum())})
+        return img, objects
+
+    categories = [{"id": 1, "name": "person", "supercategory": "person", "keypoints": KEYPOINT_NAMES,
+                   "skeleton": [[a + 1, b + 1] for a, b in SKELETON]}]
+    return write_coco_split(root, split, n, scene, f"edgevision synthetic pose ({split})", GENERATOR_VERSION,
+                            categories)
 
 
 def generate_pose_dataset(out_dir: Path, *, num_train: int, num_val: int, image_size: int, seed: int,
