@@ -2,8 +2,9 @@
 
 A thin wrapper, not a re-implementation: it only pins the session options the benchmarks assume
 (full graph optimisation, sequential execution, optional intra-op thread count), lets an INT8 Q/DQ model
-use the x86 CPU's fused int8 kernels (``ort_int8``: an exact in-memory rewrite), turns onnxruntime's
-load errors into one-line ``UserError``s that name the file, and describes the I/O as ``TensorSpec``s.
+use the CPU's fused int8 kernels (``ort_int8``: exact in-memory rewrites of the TensorRT-placed model),
+turns onnxruntime's load errors into one-line ``UserError``s that name the file, and describes the I/O
+as ``TensorSpec``s.
 ``onnxruntime`` is imported when a backend is opened, never at ``import edgevision.runtime``.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..errors import InternalError, UserError, dependency_error
 from .base import Backend, TensorSpec
-from .ort_int8 import needs_u8_activations, u8_activation_model
+from .ort_int8 import needs_u8_activations, ort_cpu_model
 
 __all__ = ["OrtBackend", "default_providers"]
 
@@ -95,8 +96,8 @@ class OrtBackend(Backend):
             if hasattr(errors, n)
         )
         source: str | bytes = str(self.model_path)
-        if needs_u8_activations(wanted):
-            source = u8_activation_model(self.model_path) or source
+        if wanted[:1] == [_CPU]:
+            source = ort_cpu_model(self.model_path, u8=needs_u8_activations(wanted)) or source
         try:
             self._session: Any = ort.InferenceSession(source, so, providers=wanted)
         except load_errors as exc:

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgevision.runtime.backends.ort_int8 import needs_u8_activations, u8_activation_model
+from edgevision.runtime.backends.ort_int8 import needs_u8_activations, ort_cpu_model
 
 
 def _qdq_net(path: Path) -> Path:
@@ -49,7 +49,7 @@ def _run(model: str | bytes, x: np.ndarray) -> np.ndarray:
 
 def test_rewrite_is_exact_and_only_touches_activations(tmp_path: Path) -> None:
     path = _qdq_net(tmp_path / "m.onnx")
-    rewritten = u8_activation_model(path)
+    rewritten = ort_cpu_model(path, u8=True)
     assert rewritten is not None
     x = np.random.default_rng(1).normal(scale=2.0, size=(1, 3, 16, 16)).astype(np.float32)
     np.testing.assert_array_equal(_run(rewritten, x), _run(str(path), x))
@@ -69,9 +69,13 @@ def test_float_and_corrupt_models_are_left_alone(tmp_path: Path) -> None:
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     onnx.save(helper.make_model(graph), str(tmp_path / "f.onnx"))
-    assert u8_activation_model(tmp_path / "f.onnx") is None
+    assert ort_cpu_model(tmp_path / "f.onnx", u8=True) is None
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
-    assert u8_activation_model(tmp_path / "bad.onnx") is None
+    assert ort_cpu_model(tmp_path / "bad.onnx", u8=True) is None
+
+
+def test_without_hints_or_u8_nothing_changes(tmp_path: Path) -> None:
+    assert ort_cpu_model(_qdq_net(tmp_path / "m.onnx"), u8=False) is None  # ARM: signed pairs run as they are
 
 
 @pytest.mark.parametrize(("providers", "expected_on_x86"), [

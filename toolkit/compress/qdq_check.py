@@ -5,7 +5,9 @@ opset >= 13 (per-channel Q/DQ); every QuantizeLinear/DequantizeLinear in the def
 (no UINT8, no INT32 bias dequantization); zero points present-or-absent but always 0; scales positive and
 finite; per-tensor (scalar) scales for activations; per-channel weight scales along the output-channel
 axis of the consuming op (0 for Conv/Gemm(transB) weights, 1 for ConvTranspose) with one scale per
-channel; quantized weights within [-127, 127]. Hand-written: Polygraphy and onnx check structure, not
+channel; quantized weights within [-127, 127]; and no Q/DQ pair between a weighted layer and its
+activation (``qdq_place.fusion_blockers``: TensorRT would run the activation as a separate kernel instead of
+fusing conv + bias + activation). Hand-written: Polygraphy and onnx check structure, not
 TensorRT's quantization rules; the check runs on every produced model and the build stops on a violation.
 """
 
@@ -19,6 +21,8 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from edgevision.runtime.errors import UserError
+
+from .qdq_place import fusion_blockers
 
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _WEIGHT_AXIS = {"Conv": 0, "ConvTranspose": 1, "Gemm": 0, "MatMul": 1}
@@ -102,6 +106,10 @@ def check_qdq(model: onnx.ModelProto) -> QdqReport:
                     problems.append(f"{where}: {s.size} scales for {w.shape[axis]} channels on axis {axis}")
         elif s.size != 1:
             problems.append(f"{where}: activation scale must be per-tensor (got {s.size} values)")
+    blockers = fusion_blockers(model)
+    if blockers:
+        problems.append(f"{len(blockers)} Q/DQ pair(s) between a layer and its activation block TensorRT's "
+                        f"conv+bias+activation fusion (e.g. on {', '.join(blockers[:2])})")
     if nq + ndq == 0:
         problems.append("no QuantizeLinear/DequantizeLinear nodes: not an explicitly quantized model")
     return QdqReport(nq, ndq, per_channel, problems)

@@ -4,8 +4,10 @@
 Q/DQ insertion; this module only chooses its settings so that the result is what TensorRT 8.5 -> 11 builds:
 symmetric INT8 everywhere (zero points 0), per-channel weights on axis 0 in [-127, 127], per-tensor
 activations, biases left in float (TensorRT's parser dequantizes INT8 only), the ``yolo`` decode and the
-head's output convs kept in float (``qdq_graph.head_split``). Ranges are calibrated once and cached, so the
-sensitivity analysis and the accuracy-budget fallback re-quantize without re-running calibration.
+head's output convs kept in float (``qdq_graph.head_split``), and finally no Q/DQ between a conv and its
+activation (``qdq_place``: TensorRT's placement; the pairs ONNX Runtime's CPU kernels need travel in the
+model's metadata). Ranges are calibrated once and cached, so the sensitivity analysis and the
+accuracy-budget fallback re-quantize without re-running calibration.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from edgevision.runtime.bundle import InputSpec
 from edgevision.runtime.errors import UserError
 
-from . import qdq_graph
+from . import qdq_graph, qdq_place
 from .calibration import ImageReader
 from .quantize_config import QuantizeConfig
 
@@ -197,5 +199,9 @@ def quantize_model(
                        "budget_met": (base - current) * 100 <= cfg.max_drop, "fallback_steps": steps})
     report["quantized_layers"] = len(plan.quantized)
     report["float_layers"] = dict(sorted(plan.float_layers.items()))
+    model = onnx.load(str(dst))  # what was scored above is what the CPU runs; now lay it out for TensorRT
+    placed = qdq_place.to_tensorrt_placement(model)
+    onnx.save(model, str(dst))
+    report["tensorrt_placement"] = {"pairs_moved_to_cpu_hint": len(placed.removed), "activation_q_kept": placed.kept}
     q.src.unlink(missing_ok=True)  # a working copy; the FP32 model stays in its own stage
     return report
