@@ -12,7 +12,9 @@ With a source (a video file or folder): in one process, on the same loaded sessi
   ``backend_fps``;
 
 and reports the medians and ``efficiency = pipeline_fps / backend_fps``: how much of the engine's speed
-survives the decoding and pre/post-processing that compete with it for the same cores.
+survives the decoding and pre/post-processing that compete with it for the same cores. Also
+``efficiency_single_session``: the pipeline against one session looping on every core (the plain
+"backend-only" loop a user would write); on a CPU where two replicas beat that loop, it is the looser ratio.
 
 Measured on the 2-core development VM (``edgevision bench B --source clip.mp4 --json``, 640x480 mp4v, the
 built-in edgedet-n): one ONNX Runtime session on both cores loses every millisecond another stage takes
@@ -141,6 +143,7 @@ def bench_stream(path: str | Path | Bundle, source: str, *, frames: int | None =
         "source": source, "frames": snap["frames"], "rounds": len(runs["pipeline"]),
         "backend_fps": round(backend_fps, 2), "pipeline_fps": round(med["pipeline"], 2),
         "efficiency": round(med["pipeline"] / backend_fps, 4),
+        "efficiency_single_session": round(med["pipeline"] / med.get("single", med["replicas"]), 4),
         "backend_fps_replicas": round(med["replicas"], 2),
         "backend_fps_single_session": round(med.get("single", med["replicas"]), 2),
         "runs_fps": {key: [round(x, 2) for x in v] for key, v in runs.items() if v},

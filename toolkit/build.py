@@ -126,6 +126,14 @@ def build_variant(
         "evaluate", {"bundle": bundled.key, "val": data.digest, "eval": ev.model_dump(mode="json")},
         lambda d: evaluate_bundle(bundle, data.val, conf=ev.conf, iou=ev.iou, max_det=ev.max_det, limit=ev.limit),
     )
+    as_tensorrt = None
+    if precision == "int8":  # the Q/DQ graph computed literally: what a TensorRT engine of it scores
+        as_tensorrt = cache.run(
+            "evaluate", {"bundle": bundled.key, "val": data.digest, "eval": ev.model_dump(mode="json"),
+                         "qdq": "literal"},
+            lambda d: evaluate_bundle(bundle, data.val, conf=ev.conf, iou=ev.iou, max_det=ev.max_det,
+                                      limit=ev.limit, backend_options={"cpu_int8_rewrites": False}),
+        )
     bn = recipe.bench
     benched = cache.run(
         "bench", {"method": BENCH_METHOD, "bundle": bundled.key, "checkpoint": provenance["checkpoint_hash"],
@@ -151,6 +159,8 @@ def build_variant(
         "export": {k: exported.data[k] for k in ("opset", "dynamic_batch", "simplified", "nodes_before",
                                                  "nodes_after")},
     }
+    if as_tensorrt is not None:
+        record["metrics_tensorrt_qdq"] = {k: v for k, v in as_tensorrt.data.items() if k.startswith(("map", "kp_map"))}
     if compress:
         record["compress"] = compress
     if extra:

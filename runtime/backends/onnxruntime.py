@@ -55,7 +55,12 @@ def _spec(arg: Any) -> TensorSpec:
 
 
 class OrtBackend(Backend):
-    """An ``onnxruntime.InferenceSession`` behind the ``Backend`` interface."""
+    """An ``onnxruntime.InferenceSession`` behind the ``Backend`` interface.
+
+    ``cpu_int8_rewrites`` False runs an INT8 Q/DQ model literally, as TensorRT's explicit quantization
+    computes it (no CPU-only Q/DQ pairs, signed activations): slower on a CPU, but the accuracy a TensorRT
+    engine of the same file gets, up to kernel rounding.
+    """
 
     name = "onnxruntime"
 
@@ -65,6 +70,7 @@ class OrtBackend(Backend):
         providers: list[str] | None = None,
         intra_op_threads: int | None = None,
         spin: bool = True,
+        cpu_int8_rewrites: bool = True,
     ) -> None:
         ort = _ort()
         self.model_path = Path(model_path)
@@ -96,7 +102,7 @@ class OrtBackend(Backend):
             if hasattr(errors, n)
         )
         source: str | bytes = str(self.model_path)
-        if wanted[:1] == [_CPU]:
+        if wanted[:1] == [_CPU] and cpu_int8_rewrites:
             source = ort_cpu_model(self.model_path, u8=needs_u8_activations(wanted)) or source
         try:
             self._session: Any = ort.InferenceSession(source, so, providers=wanted)

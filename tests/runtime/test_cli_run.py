@@ -144,6 +144,9 @@ def test_bench_with_source_reports_efficiency(assets: dict[str, Path]) -> None:
         assert key in r
     assert r["backend_fps"] > 0 and r["pipeline_fps"] > 0 and 0 < r["efficiency"] <= 1.5
     assert r["efficiency"] == pytest.approx(r["pipeline_fps"] / r["backend_fps"], rel=1e-2)
+    assert r["efficiency_single_session"] == pytest.approx(r["pipeline_fps"] / r["backend_fps_single_session"],
+                                                           rel=1e-2)
+    assert r["efficiency_single_session"] >= r["efficiency"]  # backend_fps is the better of the two loops
     assert r["frames"] == 20 and set(r["stages"]) == {"capture", "preprocess", "infer", "postprocess", "sink"}
 
 

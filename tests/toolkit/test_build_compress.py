@@ -58,6 +58,11 @@ def test_int8_bundle_is_tensorrt_style_and_traceable(chain: tuple[Path, dict]) -
     assert all("protect_head" in why or "sensitivity" in why for why in info["float_layers"].values())
     report = (out / "report.md").read_text()
     assert "## Compression" in report and "TensorRT Q/DQ check passed" in report
+    # the literal Q/DQ graph (TensorRT's math) is scored too, on the same val split
+    literal = manifest["variants"]["int8"]["metrics_tensorrt_qdq"]
+    assert set(literal) == set(manifest["variants"]["int8"]["metrics"])
+    assert "as a TensorRT engine computes it" in report
+    assert "metrics_tensorrt_qdq" not in manifest["variants"]["fp16"]
     qat = load_bundle(out / "qat")
     assert qat.sidecar.precision == "int8" and require_tensorrt_qdq(qat.model_path).ok
     assert manifest["variants"]["qat"]["compress"]["qat"]["fake_quantized_convs"] > 0

@@ -112,7 +112,7 @@ def test_cpu_backend_restores_the_calibrated_model_exactly(ort_placed: Path, tmp
         assert np.abs(as_tensorrt - reference).max() < 0.1 * np.abs(reference).max()
 
 
-def test_the_backend_applies_it(ort_placed: Path, tmp_path: Path) -> None:
+def test_the_backend_applies_it_unless_asked_for_the_literal_graph(ort_placed: Path, tmp_path: Path) -> None:
     model = onnx.load(str(ort_placed))
     to_tensorrt_placement(model)
     trt = tmp_path / "trt.onnx"
@@ -120,3 +120,5 @@ def test_the_backend_applies_it(ort_placed: Path, tmp_path: Path) -> None:
     x = RNG.normal(size=(1, 3, 16, 16)).astype(np.float32)
     with OrtBackend(trt, providers=["CPUExecutionProvider"]) as be:
         np.testing.assert_array_equal(be.infer({"x": x})["y"], _run(str(ort_placed), x))
+    with OrtBackend(trt, providers=["CPUExecutionProvider"], cpu_int8_rewrites=False) as literal:
+        np.testing.assert_array_equal(literal.infer({"x": x})["y"], _run(str(trt), x))  # TensorRT's placement

@@ -24,6 +24,16 @@ def test_shipped_quickstart_recipe_is_valid() -> None:
     assert r.input_size % 32 == 0
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_validates(path: Path) -> None:
+    from edgevision.toolkit.devices import load_profile
+
+    r = load_recipe(path)
+    assert r.name == path.stem  # `edgevision build` writes runs/<name>; the README names them by file
+    for target in r.targets:
+        load_profile(target)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -7,9 +7,11 @@ max-abs range), both with straight-through gradients. The convs TensorRT would k
 output convs) are not fake-quantized. After fine-tuning, BatchNorm is un-folded into an identity BatchNorm
 carrying the bias, so the checkpoint has the registry's shapes and exports exactly the trained weights;
 the Q/DQ model is then written by the PTQ path (``quantize.quantize_model``) calibrated on the QAT model,
-so QAT and PTQ models are the same TensorRT-checked style. With ``qat.distill`` the float model is the
-teacher (``distill.DistillLoss``). torch.ao's QAT flow is not used: its fused modules export QLinear ops
-(not Q/DQ around float convs) and its eager API is being retired in favour of torchao.
+so QAT and PTQ models are the same TensorRT-checked style, and the fake quantization sits where that
+artifact's Q/DQ pairs do (conv inputs; none between a conv and its activation). The extra pairs ONNX
+Runtime's CPU kernels put back (``qdq_place``) are not simulated in training. With ``qat.distill`` the
+float model is the teacher (``distill.DistillLoss``). torch.ao's QAT flow is not used: its fused modules
+export QLinear ops (not Q/DQ around float convs) and its eager API is being retired in favour of torchao.
 """
 
 from __future__ import annotations

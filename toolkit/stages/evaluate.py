@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgevision.runtime.backends import open_backend
 from edgevision.runtime.bundle import Bundle
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.predictor import Predictor
@@ -102,9 +103,10 @@ def evaluate_bundle(
     max_det: int = 100,
     limit: int | None = None,
     backend_kind: str = "onnxruntime",
+    backend_options: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run every val image through the bundle on the runtime and score it with COCOeval (box mAP, and
-    keypoint OKS mAP as ``kp_*`` for a pose bundle)."""
+    keypoint OKS mAP as ``kp_*`` for a pose bundle). ``backend_options`` go to ``open_backend``."""
     if len(bundle.sidecar.class_names) != len(dataset.class_names):
         raise UserError(
             f"{bundle.root}: model has {len(bundle.sidecar.class_names)} classes but {dataset.ann_file} has "
@@ -113,7 +115,8 @@ def evaluate_bundle(
     pose = bundle.sidecar.task == "pose"
     sigmas = _pose_sigmas(bundle, dataset) if pose else None
     to_coco = poses_to_coco if pose else detections_to_coco
-    predictor = Predictor(bundle, conf=conf, iou=iou, max_det=max_det, backend_kind=backend_kind)
+    backend = open_backend(bundle.model_path, kind=backend_kind, **(backend_options or {}))
+    predictor = Predictor(bundle, backend, conf=conf, iou=iou, max_det=max_det)
     records = dataset.records[:limit] if limit else dataset.records
     results: list[dict[str, Any]] = []
     try:

@@ -163,6 +163,12 @@ def _compression_notes(variants: dict[str, dict[str, Any]]) -> list[str]:
             out.append(f"- `{name}` (INT8 Q/DQ, {how}{c.get('method')} calibration on {c.get('calib_images')} images): "
                        f"{c.get('quantized_layers')} of {c.get('weighted_layers')} weighted layers in INT8; "
                        "TensorRT Q/DQ check passed.")
+            literal = v.get("metrics_tensorrt_qdq") or {}
+            key = "kp_map50_95" if "kp_map50_95" in literal else "map50_95"
+            if key in literal:
+                out.append(f"  - as a TensorRT engine computes it (the Q/DQ graph run literally, without the "
+                           f"CPU-only Q/DQ pairs): {key} {literal[key]:.3f} (ONNX Runtime CPU: "
+                           f"{_fmt(v['metrics'].get(key))}).")
             if "drop_points" in c:
                 out.append(f"  - accuracy budget: drop {c['drop_points']:.2f} points on the sensitivity set "
                            f"(max_drop {c['max_drop']}), {'met' if c['budget_met'] else 'NOT met'}.")
