@@ -8,14 +8,17 @@ a blocked producer for every freed slot, while this one lets it sleep until the 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["END", "Channel"]
+__all__ = ["EMPTY", "END", "Channel"]
 
 #: What ``Channel.get`` returns once the channel is closed and drained, or cancelled.
 END = object()
+#: What ``Channel.get(timeout=...)`` returns when no item arrived in time.
+EMPTY = object()
 
 
 class Channel:
@@ -51,11 +54,19 @@ class Channel:
                 self._cond.notify_all()
             return True
 
-    def get(self) -> Any:
-        """Next item; ``END`` once the producer closed the channel and it is empty, or it was cancelled."""
+    def get(self, timeout: float | None = None) -> Any:
+        """Next item; ``END`` once the producer closed the channel and it is empty, or it was cancelled;
+        ``EMPTY`` if ``timeout`` seconds pass with none of these."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while not self._items and not self._closed and not self._cancelled:
-                self._cond.wait()
+                if deadline is None:
+                    self._cond.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return EMPTY
+                self._cond.wait(left)
             if self._cancelled or not self._items:
                 return END
             item = self._items.popleft()

@@ -126,10 +126,13 @@ def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, 
               help="Seconds to wait when opening a device or stream.")
 @_onnx_options
 @click.option("--no-status", is_flag=True, help="No live status line on stderr.")
+@click.option("--no-fresh-frames", is_flag=True,
+              help="Live sources: take the waiting frame at once instead of waiting (under half a frame period) "
+                   "for a fresher one: ~10-15% more FPS under overload, ~20% more latency.")
 def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float | None, iou: float | None,
         max_det: int | None, backend: str, threads: int, max_frames: int | None, width: int | None,
         height: int | None, fps: float | None, loop: bool, drop_policy: str, timeout_s: float,
-        imgsz: str | None, names: str | None, task: str | None, no_status: bool) -> None:
+        imgsz: str | None, names: str | None, task: str | None, no_status: bool, no_fresh_frames: bool) -> None:
     """Run MODEL (bundle or .onnx) on a stream and send the results to sinks. Runtime-only.
 
     Prints a live status line (FPS, latency, drops) and a summary at exit; Ctrl-C (exit 130) and SIGTERM
@@ -150,7 +153,7 @@ def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float |
         raise
     pipe = Pipeline(bundle, source, sinks, drop_policy=drop_policy,  # type: ignore[arg-type]
                     max_frames=max_frames, conf=conf, iou=iou, max_det=max_det, backend=backend, threads=threads,
-                    status=not no_status)
+                    status=not no_status, fresh_frames=not no_fresh_frames)
     previous = _stop_on_sigterm(pipe)
     try:
         pipe.run()
