@@ -21,6 +21,10 @@ release the GIL while they work). Two drop policies:
   54.8 -> 47.3 ms (1.34 / 1.60 -> 1.20 x its inference time) for 11 / 16% fewer results per second; the
   quickstart detector at 400 fps 8.8 -> 7.5 ms (1.50 -> 1.27 x) for 10% fewer.
 
+TensorRT: the inference thread hands each raw frame to the engine's ``infer_image``, which letterboxes,
+normalises and transposes it in one CUDA kernel before the engine runs (``preprocess_gpu``), so on a Jetson
+the CPU only decodes; there is no preprocess thread (the CUDA context belongs to the inference thread).
+
 Inference replicas (throughput mode). On a small CPU, one ONNX Runtime session using every core
 synchronises its threads inside each operator: whenever decoding or preprocessing takes a core, the whole
 operator waits for it. For lossless runs on the CPU the pipeline therefore runs two sessions with half the
@@ -149,6 +153,14 @@ class Pipeline:
         self._opencv_threads = opencv_threads
         self._period: float | None = None  # seconds between source frames (moving average)
         self._fresh = fresh_frames
+        if given:
+            device_pre = all(p.device_preprocess for p in given)
+        else:
+            from .backends import resolve_kind
+
+            device_pre = resolve_kind(self.bundle.model_path, backend) == "tensorrt"
+        # the inference thread preprocesses (no preprocess thread): newest policy, or preprocessing on the GPU
+        self._inline_pre = self.newest or device_pre
 
     @property
     def predictor(self) -> Predictor:
@@ -196,7 +208,7 @@ class Pipeline:
                 break
 
     def _infer(self, replica: int) -> None:
-        inline = self.newest  # newest policy: preprocess here, only the frames that are inferred
+        inline = self._inline_pre
         inp, out = self._chans[0 if inline else 1], self._chans[2]
         own = not self._given
         try:
@@ -212,16 +224,20 @@ class Pipeline:
                 self.metrics.info["backend"] = pred.backend.name
                 self._ready.set()
             while (item := inp.get()) is not END:
-                if inline:
-                    if self._fresh:
-                        item = self._fresher(inp, item)
+                if inline and self.newest and self._fresh:
+                    item = self._fresher(inp, item)
+                if inline and pred.device_preprocess:  # preprocessing runs inside the GPU's infer call
                     (seq, frame), t0 = item, time.perf_counter()
-                    tensor, lb = pred.preprocess(frame.image)
-                    self.metrics.add("preprocess", time.perf_counter() - t0)
+                    raw, lb = pred.infer_image(frame.image)
                 else:
-                    seq, frame, tensor, lb = item
-                t0 = time.perf_counter()
-                raw = pred.infer(tensor)
+                    if inline:
+                        (seq, frame), t0 = item, time.perf_counter()
+                        tensor, lb = pred.preprocess(frame.image)
+                        self.metrics.add("preprocess", time.perf_counter() - t0)
+                    else:
+                        seq, frame, tensor, lb = item
+                    t0 = time.perf_counter()
+                    raw = pred.infer(tensor)
                 self.metrics.add("infer", time.perf_counter() - t0)
                 if not out.put((seq, frame, raw, lb)):
                     break
@@ -341,9 +357,9 @@ class Pipeline:
         self.metrics.t_start = time.monotonic()
         c = self._chans
         self._spawn("capture", self._capture, None, c[0])
-        if not self.newest:  # newest: the inference thread preprocesses the frame it takes (module docstring)
+        if not self._inline_pre:
             self._spawn("preprocess", self._preprocess, c[0], c[1])
-        first = c[0] if self.newest else c[1]
+        first = c[0] if self._inline_pre else c[1]
         for r in range(self._replicas):  # the last replica to finish closes c[2]
             self._spawn(f"infer{r}", functools.partial(self._infer, r), first if r == 0 else None, None)
         self._spawn("postprocess", self._postprocess, c[2], c[3])

@@ -6,6 +6,7 @@ report states is the accuracy the device gets.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,8 @@ from .errors import UserError
 from .postprocess import decode_yolo
 from .preprocess import Letterbox, letterbox, to_tensor
 from .results import Detections
+
+log = logging.getLogger("edgevision.predictor")
 
 
 class Predictor:
@@ -45,6 +48,13 @@ class Predictor:
         self.max_det = pp.max_det if max_det is None else max_det
         self.num_classes = side.output.num_classes
         self.num_keypoints = side.output.num_keypoints
+        self._device_pre = bool(getattr(self.backend, "device_preprocess", False))
+        self._device_ran = False
+
+    @property
+    def device_preprocess(self) -> bool:
+        """Whether ``infer_image`` preprocesses on the device (TensorRT's CUDA letterbox kernel)."""
+        return self._device_pre
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         if image.ndim != 3 or image.shape[2] != 3:
@@ -54,6 +64,26 @@ class Predictor:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.backend.infer({self.input.name: batch})[self.output_name]
+
+    def infer_image(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """Preprocess + infer one BGR frame: on the device where the backend can (TensorRT: letterbox,
+        colour order, normalisation and HWC -> CHW in one CUDA kernel, so the CPU only decodes), else
+        ``preprocess`` on the CPU and ``infer``. If the device path cannot start (e.g. no CUDA compiler for
+        the kernel) it says so once and the CPU path takes over."""
+        if self._device_pre:
+            try:
+                outs, lb = self.backend.infer_image(image, self.input, pad_value=self.input.pad_value)
+                self._device_ran = True
+                return outs[self.output_name], lb
+            except UserError:
+                raise
+            except Exception as exc:
+                if self._device_ran:
+                    raise
+                log.warning("%s: GPU preprocessing unavailable (%s); preprocessing on the CPU", self.bundle.root, exc)
+                self._device_pre = False
+        tensor, lb = self.preprocess(image)
+        return self.infer(tensor), lb
 
     def postprocess(self, raw: np.ndarray, letterboxes: Sequence[Letterbox]) -> list[Detections]:
         dets = decode_yolo(raw, self.num_classes, self.num_keypoints, conf=self.conf, iou=self.iou,

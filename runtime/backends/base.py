@@ -11,8 +11,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..preprocess import InputSpecLike, Letterbox
 
 __all__ = ["Backend", "TensorSpec"]
 
@@ -40,6 +44,14 @@ class Backend(ABC):
     @abstractmethod
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once: ``feed`` maps every input name to an array (leading axis = batch)."""
+
+    #: True where ``infer_image`` preprocesses a raw frame on the device (TensorRT: one CUDA kernel).
+    device_preprocess: bool = False
+
+    def infer_image(self, image: np.ndarray, spec: InputSpecLike | None = None, *, pad_value: int = 114,
+                    size: tuple[int, int] | None = None) -> tuple[dict[str, np.ndarray], Letterbox]:
+        """One HxWx3 uint8 BGR frame -> outputs, preprocessed on the device (only if ``device_preprocess``)."""
+        raise NotImplementedError(f"{self.name}: no on-device preprocessing; use preprocess + infer")
 
     @abstractmethod
     def close(self) -> None:

@@ -89,6 +89,7 @@ class TrtBackend(Backend):
     against this machine's TensorRT and GPU SM before the plan is deserialized."""
 
     name = "tensorrt"
+    device_preprocess = True
 
     def __init__(
         self,
