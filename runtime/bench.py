@@ -16,6 +16,11 @@ survives the decoding and pre/post-processing that compete with it for the same 
 ``efficiency_single_session``: the pipeline against one session looping on every core (the plain
 "backend-only" loop a user would write); on a CPU where two replicas beat that loop, it is the looser ratio.
 
+With a live source (camera, stream, paced ``synthetic://``): ``bench_live`` runs the newest-frame pipeline for
+``seconds`` and reports capture -> result latency (p50 / p99, and the median of each tenth of the run, to show
+whether it grows) against the run's inference time: the overload check of a deployment whose source is
+faster than its model.
+
 Measured on the 2-core development VM (``edgevision bench B --source clip.mp4 --json``, 640x480 mp4v, the
 built-in edgedet-n): one ONNX Runtime session on both cores loses every millisecond another stage takes
 from it (its threads meet at each operator), so the pipeline reached 0.94 (640 px) and 0.81 (256 px) of
@@ -42,7 +47,7 @@ from .pipeline import Pipeline, load_model, plan_inference
 from .predictor import Predictor
 from .sources import open_source
 
-__all__ = ["bench_bundle", "bench_stream"]
+__all__ = ["bench_bundle", "bench_live", "bench_stream"]
 
 
 def _threads(threads: int) -> int:
@@ -85,6 +90,40 @@ def _backend_fps(preds: list[Predictor], tensors: list[np.ndarray], n: int) -> t
     for t in threads:
         t.join()
     return per * len(preds) / (time.perf_counter() - t_start), samples
+
+
+def bench_live(path: str | Path | Bundle, source: str, *, seconds: float = 30.0, threads: int = 0,
+               backend: str = "auto", fresh_frames: bool = True) -> dict[str, Any]:
+    """Newest-frame pipeline on a live ``source`` for ``seconds``: latency vs inference (module docstring)."""
+    bundle = load_model(path)
+    pipe = Pipeline(bundle, open_source(source), drop_policy="newest", threads=threads, backend=backend,
+                    fresh_frames=fresh_frames, status=False)
+    timer = threading.Timer(seconds, pipe.stop)
+    rows: list[tuple[float, float]] = []
+    t0 = time.monotonic()
+    timer.start()
+    try:
+        for det in pipe:
+            rows.append((det.meta["t_result"] - t0, det.meta["latency_ms"]))
+    finally:
+        timer.cancel()
+    if not rows:
+        raise UserError(f"{source}: no results in {seconds:g} s (is the source delivering frames?)")
+    snap = pipe.metrics.snapshot()
+    t = np.array([r[0] for r in rows])
+    lat = np.array([r[1] for r in rows])
+    tenth = np.minimum((t / max(seconds, float(t.max())) * 10).astype(int), 9)  # which tenth of the run
+    windows = [round(float(np.median(lat[tenth == k])), 3) for k in range(10) if (tenth == k).any()]
+    infer = float(snap["stages"]["infer"]["p50"])
+    p50 = float(np.median(lat))
+    return {
+        "bundle": str(bundle.root), "backend": snap.get("backend"), "source": source, "seconds": seconds,
+        "fresh_frames": fresh_frames, "results": len(rows), "dropped": snap["dropped"],
+        "results_fps": round(len(rows) / seconds, 2), "infer_ms_p50": round(infer, 3),
+        "latency_ms": {"p50": round(p50, 3), "p99": round(float(np.percentile(lat, 99)), 3)},
+        "latency_vs_infer": round(p50 / infer, 4) if infer > 0 else None,
+        "latency_ms_p50_windows": windows, "stages": snap["stages"],
+    }
 
 
 def bench_stream(path: str | Path | Bundle, source: str, *, frames: int | None = None, rounds: int = 3,

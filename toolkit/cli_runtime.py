@@ -79,21 +79,33 @@ def _setup_logging() -> None:
 @click.option("--replicas", type=click.IntRange(1), default=None,
               help="With --source: inference sessions sharing --threads (default: 2 on a multi-core CPU).")
 @_onnx_options
+@click.option("--seconds", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True,
+              help="With a live --source: how long to run.")
+@click.option("--no-fresh-frames", is_flag=True, help="With a live --source: as `run --no-fresh-frames`.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, warmup: int, iters: int,
           threads: int, backend: str, replicas: int | None, imgsz: str | None, names: str | None,
-          task: str | None, as_json: bool) -> None:
+          task: str | None, seconds: float, no_fresh_frames: bool, as_json: bool) -> None:
     """Speed of MODEL (bundle or .onnx) on this machine. Runtime-only.
 
     Without --source: batch-1 latency on random input (median / p90 / p99 in ms). With --source FILE:
     backend-only FPS, full-pipeline FPS (decode -> preprocess -> infer -> postprocess) and their ratio
-    `efficiency`, plus per-stage latencies.
+    `efficiency`, plus per-stage latencies. With a live --source (camera, stream, synthetic://?fps=N): the
+    newest-frame pipeline for --seconds, capture -> result latency against inference time, per tenth of the run.
     """
-    from edgevision.runtime.bench import bench_bundle, bench_stream
+    from edgevision.runtime.bench import bench_bundle, bench_live, bench_stream
+    from edgevision.runtime.sources import open_source
 
     bundle = _load(model, imgsz, names, task)
+    live = False
+    if source_uri is not None:
+        with open_source(source_uri) as src:
+            live = src.is_live
     if source_uri is None:
         result = bench_bundle(bundle, warmup=warmup, iters=iters, threads=threads, backend=backend)
+    elif live:
+        result = bench_live(bundle, source_uri, seconds=seconds, threads=threads, backend=backend,
+                            fresh_frames=not no_fresh_frames)
     else:
         result = bench_stream(bundle, source_uri, frames=frames, rounds=rounds, warmup=warmup, threads=threads,
                               backend=backend, replicas=replicas)

@@ -150,6 +150,19 @@ def test_bench_with_source_reports_efficiency(assets: dict[str, Path]) -> None:
     assert r["frames"] == 20 and set(r["stages"]) == {"capture", "preprocess", "infer", "postprocess", "sink"}
 
 
+def test_bench_with_a_live_source_reports_latency_against_inference(assets: dict[str, Path]) -> None:
+    from edgevision.toolkit.cli import cli
+
+    res = CliRunner().invoke(cli, ["bench", str(assets["bundle"]), "--source",
+                                   "synthetic://?fps=100&width=64&height=48&pool=2", "--seconds", "1.5", "--json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.output)
+    assert r["results"] > 20 and r["fresh_frames"] is True
+    assert r["latency_vs_infer"] == pytest.approx(r["latency_ms"]["p50"] / r["infer_ms_p50"], rel=1e-2)
+    assert r["latency_ms"]["p50"] >= r["infer_ms_p50"]  # a result cannot arrive before its own inference ends
+    assert 5 <= len(r["latency_ms_p50_windows"]) <= 10
+
+
 def test_bench_without_source_keeps_latency_mode(assets: dict[str, Path]) -> None:
     from edgevision.toolkit.cli import cli
 
