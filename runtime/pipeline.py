@@ -13,13 +13,9 @@ release the GIL while they work). Two drop policies:
   (measured on the 2-core VM, quickstart detector on a 400 fps source, 5 alternating runs: 2800 of 3000
   frames preprocessed for 1000 inferred; moving it inline cut capture -> result latency from 12.5 to 9.5 ms
   and raised throughput from 95 to 121 fps; the 640x640 pose model on a 60 fps source: 53 -> 49 ms).
-  Fresh frames (``fresh_frames``, on by default): the newest frame waiting when inference frees up is on
-  average half a source period old, and that age is added to every result. When it is already older than
-  half a period, the next frame is due sooner than that age, so the inference thread waits for it (at most
-  until it is due, plus a quarter period of slack) and takes it instead: latency for throughput. Measured
-  (4 alternating runs each): 640x640 pose model at 60 / 30 fps, capture -> result latency 46.6 -> 42.6 /
-  54.8 -> 47.3 ms (1.34 / 1.60 -> 1.20 x its inference time) for 11 / 16% fewer results per second; the
-  quickstart detector at 400 fps 8.8 -> 7.5 ms (1.50 -> 1.27 x) for 10% fewer.
+  With ``fresh_frames`` (default) inference may wait, under half a source period, for a fresher frame
+  than the one waiting (``fresh.FreshFrames``: about 20% lower latency under overload, 10-15% fewer
+  results per second).
 
 TensorRT: the inference thread hands each raw frame to the engine's ``infer_image``, which letterboxes,
 normalises and transposes it in one CUDA kernel before the engine runs (``preprocess_gpu``), so on a Jetson
@@ -52,9 +48,10 @@ from types import TracebackType
 from typing import Any, Literal, cast
 
 from .bundle import Bundle
-from .channel import EMPTY, END, Channel
+from .channel import END, Channel
 from .errors import InternalError, UserError
 from .frames import Frame
+from .fresh import FreshFrames
 from .metrics import Metrics, StatusPrinter
 from .predictor import Predictor
 from .results import Detections
@@ -151,8 +148,7 @@ class Pipeline:
         self._started = False
         self._status = StatusPrinter(self.metrics) if status else None
         self._opencv_threads = opencv_threads
-        self._period: float | None = None  # seconds between source frames (moving average)
-        self._fresh = fresh_frames
+        self._fresh = FreshFrames(self.metrics.add_dropped) if fresh_frames else None
         if given:
             device_pre = all(p.device_preprocess for p in given)
         else:
@@ -174,7 +170,6 @@ class Pipeline:
     def _capture(self) -> None:
         out, n = self._chans[0], 0
         it = iter(self.source)
-        last: float | None = None
         try:
             while self.max_frames is None or n < self.max_frames:
                 t0 = time.perf_counter()
@@ -182,10 +177,8 @@ class Pipeline:
                 if frame is None:
                     break
                 self.metrics.add("capture", time.perf_counter() - t0)
-                if last is not None:  # the source's frame period (moving average), for _fresher
-                    dt = max(0.0, frame.timestamp - last)
-                    self._period = dt if self._period is None else 0.9 * self._period + 0.1 * dt
-                last = frame.timestamp
+                if self._fresh is not None:
+                    self._fresh.observe(frame.timestamp)
                 if not out.put((n, frame)):
                     break
                 n += 1
@@ -224,8 +217,8 @@ class Pipeline:
                 self.metrics.info["backend"] = pred.backend.name
                 self._ready.set()
             while (item := inp.get()) is not END:
-                if inline and self.newest and self._fresh:
-                    item = self._fresher(inp, item)
+                if inline and self.newest and self._fresh is not None:
+                    item = self._fresh.pick(inp, item)
                 if inline and pred.device_preprocess:  # preprocessing runs inside the GPU's infer call
                     (seq, frame), t0 = item, time.perf_counter()
                     raw, lb = pred.infer_image(frame.image)
@@ -248,21 +241,6 @@ class Pipeline:
                 self._workers_left -= 1
                 if self._workers_left == 0:
                     out.close()
-
-    def _fresher(self, inp: Channel, item: tuple[int, Frame]) -> tuple[int, Frame]:
-        """Newest policy: a frame already more than half a source period old is traded for the next one
-        when that is due sooner than the age it would add to the result (bounded wait; see the docstring)."""
-        period = self._period
-        if not period:
-            return item
-        age = time.monotonic() - item[1].timestamp
-        if age <= period / 2 or age >= period:
-            return item
-        nxt = inp.get(timeout=(period - age) + 0.25 * period)
-        if nxt is EMPTY or nxt is END:
-            return item
-        self.metrics.add_dropped(1)
-        return cast("tuple[int, Frame]", nxt)
 
     def _postprocess(self) -> None:
         inp, out = self._chans[2], self._chans[3]
