@@ -219,20 +219,7 @@ class Pipeline:
             while (item := inp.get()) is not END:
                 if inline and self.newest and self._fresh is not None:
                     item = self._fresh.pick(inp, item)
-                if inline and pred.device_preprocess:  # preprocessing runs inside the GPU's infer call
-                    (seq, frame), t0 = item, time.perf_counter()
-                    raw, lb = pred.infer_image(frame.image)
-                else:
-                    if inline:
-                        (seq, frame), t0 = item, time.perf_counter()
-                        tensor, lb = pred.preprocess(frame.image)
-                        self.metrics.add("preprocess", time.perf_counter() - t0)
-                    else:
-                        seq, frame, tensor, lb = item
-                    t0 = time.perf_counter()
-                    raw = pred.infer(tensor)
-                self.metrics.add("infer", time.perf_counter() - t0)
-                if not out.put((seq, frame, raw, lb)):
+                if not out.put(self._infer_one(pred, item, inline)):
                     break
         finally:
             if own and self._predictors[replica] is not None:
@@ -241,6 +228,25 @@ class Pipeline:
                 self._workers_left -= 1
                 if self._workers_left == 0:
                     out.close()
+
+    def _infer_one(self, pred: Predictor, item: tuple[Any, ...], inline: bool) -> tuple[Any, ...]:
+        """``(seq, frame, tensor, letterbox)`` -> ``(seq, frame, raw, letterbox)``; ``inline``: the item is
+        ``(seq, frame)`` and is preprocessed here (on the GPU inside ``infer_image`` where the backend can)."""
+        if not inline:
+            seq, frame, tensor, lb = item
+        elif pred.device_preprocess:
+            (seq, frame), t0 = item, time.perf_counter()
+            raw, lb = pred.infer_image(frame.image)
+            self.metrics.add("infer", time.perf_counter() - t0)
+            return seq, frame, raw, lb
+        else:
+            (seq, frame), t0 = item, time.perf_counter()
+            tensor, lb = pred.preprocess(frame.image)
+            self.metrics.add("preprocess", time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        raw = pred.infer(tensor)
+        self.metrics.add("infer", time.perf_counter() - t0)
+        return seq, frame, raw, lb
 
     def _postprocess(self) -> None:
         inp, out = self._chans[2], self._chans[3]
