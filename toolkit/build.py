@@ -122,18 +122,17 @@ def build_variant(
     )
     bundle = load_bundle(bundled.dir)
     ev = recipe.eval
-    evaluated = cache.run(
-        "evaluate", {"bundle": bundled.key, "val": data.digest, "eval": ev.model_dump(mode="json")},
-        lambda d: evaluate_bundle(bundle, data.val, conf=ev.conf, iou=ev.iou, max_det=ev.max_det, limit=ev.limit),
-    )
-    as_tensorrt = None
-    if precision == "int8":  # the Q/DQ graph computed literally: what a TensorRT engine of it scores
-        as_tensorrt = cache.run(
-            "evaluate", {"bundle": bundled.key, "val": data.digest, "eval": ev.model_dump(mode="json"),
-                         "qdq": "literal"},
-            lambda d: evaluate_bundle(bundle, data.val, conf=ev.conf, iou=ev.iou, max_det=ev.max_det,
-                                      limit=ev.limit, backend_options={"cpu_int8_rewrites": False}),
-        )
+
+    def evaluate(literal_qdq: bool = False) -> Any:
+        """``literal_qdq``: score the Q/DQ graph as TensorRT computes it (no ONNX Runtime CPU rewrites)."""
+        key = {"bundle": bundled.key, "val": data.digest, "eval": ev.model_dump(mode="json")}
+        opts = {"cpu_int8_rewrites": False} if literal_qdq else None
+        return cache.run("evaluate", {**key, "qdq": "literal"} if literal_qdq else key,
+                         lambda d: evaluate_bundle(bundle, data.val, conf=ev.conf, iou=ev.iou, max_det=ev.max_det,
+                                                   limit=ev.limit, backend_options=opts))
+
+    evaluated = evaluate()
+    as_tensorrt = evaluate(literal_qdq=True) if precision == "int8" else None
     bn = recipe.bench
     benched = cache.run(
         "bench", {"method": BENCH_METHOD, "bundle": bundled.key, "checkpoint": provenance["checkpoint_hash"],
