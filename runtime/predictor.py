@@ -72,7 +72,8 @@ class Predictor:
         the kernel) it says so once and the CPU path takes over."""
         if self._device_pre:
             try:
-                outs, lb = self.backend.infer_image(image, self.input, pad_value=self.input.pad_value)
+                outs, lb = self.backend.infer_image(image, self.input, pad_value=self.input.pad_value,
+                                                    size=(self.input.height, self.input.width))
                 self._device_ran = True
                 return outs[self.output_name], lb
             except UserError:

@@ -48,8 +48,8 @@ class FakeDeviceBackend(Backend):
         if self.fail:
             raise self.fail.pop(0)
         self.images.append(image.shape)
-        h, w = self.inputs[0].shape[2:]
-        boxed, lb = letterbox(image, (int(h), int(w)), pad_value)
+        assert size is not None  # the sidecar's input size: engines with dynamic H/W need it
+        boxed, lb = letterbox(image, size, pad_value)
         return self.ort.infer({self.inputs[0].name: to_tensor(boxed, spec)}), lb
 
     def close(self) -> None:
