@@ -148,7 +148,7 @@ class Pipeline:
         self._started = False
         self._status = StatusPrinter(self.metrics) if status else None
         self._opencv_threads = opencv_threads
-        self._fresh = FreshFrames(self.metrics.add_dropped) if fresh_frames else None
+        self._fresh = FreshFrames(self.metrics.add_dropped) if fresh_frames and self.newest else None
         if given:
             device_pre = all(p.device_preprocess for p in given)
         else:
@@ -217,7 +217,7 @@ class Pipeline:
                 self.metrics.info["backend"] = pred.backend.name
                 self._ready.set()
             while (item := inp.get()) is not END:
-                if inline and self.newest and self._fresh is not None:
+                if self._fresh is not None:  # newest policy only (inline there)
                     item = self._fresh.pick(inp, item)
                 if not out.put(self._infer_one(pred, item, inline)):
                     break

@@ -72,16 +72,18 @@ def _restore_pairs(model: Any) -> bool:
         return False
     graph = model.graph
     produced = {o for n in graph.node for o in n.output}
+    readers: dict[str, list[tuple[Any, int]]] = {}  # tensor -> (node, input slot) that read it
+    for node in graph.node:
+        for j, name in enumerate(node.input):
+            readers.setdefault(name, []).append((node, j))
     zero = "edgevision_ort_qdq_zero"
     added = False
     for k, (tensor, scale) in enumerate(json.loads(raw)):
         if tensor not in produced:
             continue
         s_name, q_out, dq_out = f"{tensor}__ort_scale", f"{tensor}__ort_q", f"{tensor}__ort_dq"
-        for node in graph.node:
-            for j, name in enumerate(node.input):
-                if name == tensor:
-                    node.input[j] = dq_out
+        for node, j in readers.get(tensor, []):
+            node.input[j] = dq_out
         graph.initializer.append(numpy_helper.from_array(np.array(scale, dtype=np.float32), s_name))
         graph.node.extend([
             helper.make_node("QuantizeLinear", [tensor, s_name, zero], [q_out], name=f"ort_cpu_q_{k}"),

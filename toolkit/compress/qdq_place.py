@@ -39,81 +39,65 @@ class PlacementReport:
     kept: int  # activation Q nodes left in the graph (inputs of weighted and quantizable layers)
 
 
-def _activation_pairs(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, list[onnx.NodeProto]]]:
-    """(Q, its DQ consumers) for every activation Q whose output only feeds DequantizeLinear nodes."""
+Pair = tuple[onnx.NodeProto, list[onnx.NodeProto]]  # an activation QuantizeLinear and its DequantizeLinears
+
+
+def _pairs(model: onnx.ModelProto) -> tuple[list[Pair], list[Pair], dict[str, list[onnx.NodeProto]]]:
+    """(every activation Q/DQ pair, the fusion-blocking ones, the consumer map they were found with)."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    inits = {i.name for i in model.graph.initializer}
-    pairs = []
-    for n in model.graph.node:
-        if n.op_type != "QuantizeLinear" or n.input[0] in inits:
-            continue
-        users = consumers.get(n.output[0], [])
-        if users and all(u.op_type == "DequantizeLinear" for u in users):
-            pairs.append((n, users))
-    return pairs
+    for n in graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    inits = {i.name for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    pairs: list[Pair] = []
+    for n in graph.node:
+        dqs = consumers.get(n.output[0], []) if n.op_type == "QuantizeLinear" else []
+        if n.input and n.input[0] not in inits and dqs and all(d.op_type == "DequantizeLinear" for d in dqs):
+            pairs.append((n, dqs))
 
+    def blocks(q: onnx.NodeProto, dqs: list[onnx.NodeProto]) -> bool:
+        src = producer.get(q.input[0])
+        if src is None or not (src.op_type in QUANTIZABLE or src.op_type in POINTWISE_ACTIVATIONS):
+            return False
+        users = [u for d in dqs for u in consumers.get(d.output[0], [])]
+        if any(d.output[0] in outputs for d in dqs) or not users:
+            return False
+        return all(u.op_type in POINTWISE_ACTIVATIONS for u in users)
 
-def _blocks_fusion(q: onnx.NodeProto, dqs: list[onnx.NodeProto], producer: dict[str, onnx.NodeProto],
-                   consumers: dict[str, list[onnx.NodeProto]], outputs: set[str]) -> bool:
-    src = producer.get(q.input[0])
-    if src is None or not (src.op_type in QUANTIZABLE or src.op_type in POINTWISE_ACTIVATIONS):
-        return False
-    users = [u for d in dqs for u in consumers.get(d.output[0], [])]
-    if any(d.output[0] in outputs for d in dqs) or not users:
-        return False
-    return all(u.op_type in POINTWISE_ACTIVATIONS for u in users)
-
-
-def _graph_maps(model: onnx.ModelProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
-    producer = {o: n for n in model.graph.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    return producer, consumers
+    return pairs, [(q, dqs) for q, dqs in pairs if blocks(q, dqs)], consumers
 
 
 def fusion_blockers(model: onnx.ModelProto) -> list[str]:
     """Tensors carrying a Q/DQ pair between a weighted layer (or activation) and the activation after it."""
-    producer, consumers = _graph_maps(model)
-    outputs = {o.name for o in model.graph.output}
-    return [q.input[0] for q, dqs in _activation_pairs(model) if _blocks_fusion(q, dqs, producer, consumers, outputs)]
+    return [q.input[0] for q, _ in _pairs(model)[1]]
 
 
 def to_tensorrt_placement(model: onnx.ModelProto) -> PlacementReport:
     """Remove the fusion-blocking activation Q/DQ pairs in place; record them under ``ORT_CPU_QDQ_KEY``."""
-    producer, consumers = _graph_maps(model)
-    outputs = {o.name for o in model.graph.output}
-    inits = {i.name: i for i in model.graph.initializer}
+    pairs, blocking, consumers = _pairs(model)
     graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
     removed: list[tuple[str, float]] = []
-    drop: list[onnx.NodeProto] = []
-    pairs = _activation_pairs(model)
-    for q, dqs in pairs:
-        if not _blocks_fusion(q, dqs, producer, consumers, outputs):
-            continue
-        tensor = q.input[0]
+    for q, dqs in blocking:
         scale = numpy_helper.to_array(inits[q.input[1]])
         if scale.size != 1:  # per-tensor activations only (the checker rejects anything else anyway)
             continue
+        tensor = q.input[0]
         for d in dqs:
             for u in consumers.get(d.output[0], []):
                 for j, name in enumerate(u.input):
                     if name == d.output[0]:
                         u.input[j] = tensor
-        drop.extend([q, *dqs])
+        for node in (q, *dqs):
+            graph.node.remove(node)
         removed.append((tensor, float(scale.reshape(()))))
-    for node in drop:
-        graph.node.remove(node)
     used = {i for n in graph.node for i in n.input}
     for init in [i for i in graph.initializer if i.name not in used]:
         graph.initializer.remove(init)
     if removed:
-        hint = json.dumps([[t, s] for t, s in removed])
-        for prop in [p for p in model.metadata_props if p.key == ORT_CPU_QDQ_KEY]:
-            model.metadata_props.remove(prop)
-        onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, ORT_CPU_QDQ_KEY: hint})
+        props = {p.key: p.value for p in model.metadata_props}
+        onnx.helper.set_model_props(model, {**props, ORT_CPU_QDQ_KEY: json.dumps([[t, s] for t, s in removed])})
     return PlacementReport([t for t, _ in removed], len(pairs) - len(removed))
