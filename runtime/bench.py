@@ -43,7 +43,8 @@ from .backends import open_backend
 from .benchmark import measure, summarize
 from .bundle import Bundle
 from .errors import UserError
-from .pipeline import Pipeline, load_model, plan_inference
+from .model_plan import load_model, plan_inference
+from .pipeline import Pipeline
 from .predictor import Predictor
 from .sources import open_source
 

@@ -26,7 +26,8 @@ synchronises its threads inside each operator: whenever decoding or preprocessin
 operator waits for it. For lossless runs on the CPU the pipeline therefore runs two sessions with half the
 threads each on alternate frames (results are put back in order): on the 2-core development machine that
 is 10-15% more backend throughput and the other stages fit in between (see ``runtime/bench.py``). Live
-sources keep one session with every core, which gives the lowest latency per frame.
+sources keep one session with every core, which gives the lowest latency per frame
+(``model_plan.plan_inference`` decides).
 
 Stopping (``stop()``, Ctrl-C during ``run()``, leaving the ``with`` block or breaking out of a ``for``
 loop) discards frames not yet inferred, lets results already computed reach the sinks, and closes (flushes)
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -53,49 +53,16 @@ from .errors import InternalError, UserError
 from .frames import Frame
 from .fresh import FreshFrames
 from .metrics import Metrics, StatusPrinter
+from .model_plan import load_model, plan_inference
 from .predictor import Predictor
 from .results import Detections
 from .sinks_base import Sink, SinkContext, start_sink
 from .sources import Source, _cv2, open_source
 
-__all__ = ["DropPolicy", "Pipeline", "load_model", "plan_inference"]
+__all__ = ["DropPolicy", "Pipeline"]
 
 log = logging.getLogger("edgevision.pipeline")
 DropPolicy = Literal["auto", "newest", "lossless"]
-
-
-def load_model(model: Bundle | str | Path) -> Bundle:
-    """A bundle directory, or a bare ``.onnx`` file (its sidecar synthesised from its metadata)."""
-    if isinstance(model, Bundle):
-        return model
-    path = Path(model)
-    if path.suffix.lower() == ".onnx" and path.is_file():
-        from .onnx_meta import bundle_from_onnx
-
-        return bundle_from_onnx(path)
-    from .bundle import load_bundle
-
-    return load_bundle(path)
-
-
-def plan_inference(model_path: str | Path, kind: str = "auto", *, throughput: bool, threads: int = 0,
-                   replicas: int | None = None) -> tuple[int, dict[str, Any]]:
-    """(number of inference replicas, backend options for each): see "Inference replicas" above.
-
-    ``threads`` is the CPU budget for inference (0 = every core), split between the replicas; ``replicas``
-    None picks 2 for ``throughput`` on a CPU-only ONNX Runtime with >= 2 cores, else 1.
-    """
-    from .backends import resolve_kind
-
-    if resolve_kind(model_path, kind) != "onnxruntime":
-        return replicas or 1, {}
-    cores = threads or (os.cpu_count() or 1)
-    if replicas is None:
-        from .backends.onnxruntime import default_providers
-
-        cpu_only = "CUDAExecutionProvider" not in default_providers()
-        replicas = 2 if throughput and cpu_only and cores >= 2 else 1
-    return replicas, {"intra_op_threads": max(1, cores // replicas)}
 
 
 class Pipeline:

@@ -33,8 +33,8 @@ def _onnx_options(fn: Any) -> Any:
 
 def _load(model: Path, imgsz: str | None, names: str | None, task: str | None) -> Bundle:
     from edgevision.runtime.errors import UserError
+    from edgevision.runtime.model_plan import load_model
     from edgevision.runtime.onnx_meta import bundle_from_onnx, parse_names
-    from edgevision.runtime.pipeline import load_model
 
     overrides: dict[str, Any] = {}
     if imgsz:

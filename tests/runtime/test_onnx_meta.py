@@ -9,8 +9,9 @@ import pytest
 from stream_fixtures import make_onnx
 
 from edgevision.runtime.errors import UserError
+from edgevision.runtime.model_plan import load_model
 from edgevision.runtime.onnx_meta import bundle_from_onnx, parse_names, read_onnx_info, sidecar_from_onnx
-from edgevision.runtime.pipeline import Pipeline, load_model
+from edgevision.runtime.pipeline import Pipeline
 from edgevision.runtime.predictor import Predictor
 
 pytest.importorskip("onnx")

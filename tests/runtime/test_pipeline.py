@@ -14,7 +14,8 @@ from stream_fixtures import SlowBackend, make_bundle, make_video
 from edgevision.runtime.bundle import load_bundle
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.frames import Frame
-from edgevision.runtime.pipeline import Pipeline, plan_inference
+from edgevision.runtime.model_plan import plan_inference
+from edgevision.runtime.pipeline import Pipeline
 from edgevision.runtime.predictor import Predictor
 from edgevision.runtime.results import Detections
 from edgevision.runtime.sinks_base import Sink, SinkContext

@@ -1,0 +1,52 @@
+"""What a pipeline or benchmark runs: the model to load and how many inference replicas to open.
+
+``load_model`` accepts a bundle directory or a bare ``.onnx`` file (its sidecar synthesised from the model's
+own metadata); ``plan_inference`` splits the CPU budget between inference replicas: on a CPU-only ONNX
+Runtime with two or more cores, throughput runs (files, folders, ``bench``) use two sessions with half the
+threads each, because one session using every core stalls at each operator whenever decoding takes a core
+(the measurements are in ``pipeline.py`` and ``bench.py``); live sources use one session for the lowest latency.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .bundle import Bundle
+
+__all__ = ["load_model", "plan_inference"]
+
+
+def load_model(model: Bundle | str | Path) -> Bundle:
+    """A bundle directory, or a bare ``.onnx`` file (its sidecar synthesised from its metadata)."""
+    if isinstance(model, Bundle):
+        return model
+    path = Path(model)
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        from .onnx_meta import bundle_from_onnx
+
+        return bundle_from_onnx(path)
+    from .bundle import load_bundle
+
+    return load_bundle(path)
+
+
+def plan_inference(model_path: str | Path, kind: str = "auto", *, throughput: bool, threads: int = 0,
+                   replicas: int | None = None) -> tuple[int, dict[str, Any]]:
+    """(number of inference replicas, backend options for each): see the module docstring.
+
+    ``threads`` is the CPU budget for inference (0 = every core), split between the replicas; ``replicas``
+    None picks 2 for ``throughput`` on a CPU-only ONNX Runtime with >= 2 cores, else 1.
+    """
+    from .backends import resolve_kind
+
+    if resolve_kind(model_path, kind) != "onnxruntime":
+        return replicas or 1, {}
+    cores = threads or (os.cpu_count() or 1)
+    if replicas is None:
+        from .backends.onnxruntime import default_providers
+
+        cpu_only = "CUDAExecutionProvider" not in default_providers()
+        replicas = 2 if throughput and cpu_only and cores >= 2 else 1
+    return replicas, {"intra_op_threads": max(1, cores // replicas)}
