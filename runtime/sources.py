@@ -145,6 +145,8 @@ def _open_capture(uri: str, opener: Callable[[], Any], timeout_s: float, what: s
         if cap is not None:
             cap.release()
         detail = f" ({str(box['err']).strip().splitlines()[-1]})" if "err" in box else ""
+        if not detail and what == "stream":
+            detail = " (OPENCV_FFMPEG_LOGLEVEL=16 shows FFmpeg's reason)"
         raise UserError(f"{uri}: cannot open the {what}{detail}")
     return cap
 

@@ -8,6 +8,7 @@ one line on stderr and exit code 2; no traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -145,8 +146,17 @@ def _emit(obj: dict[str, Any], as_json: bool) -> None:
         click.echo(f"{k}: {v}")
 
 
+def _quiet_native_logs() -> None:
+    """OpenCV and its FFmpeg print their own lines on stderr (e.g. a warning and FFmpeg's socket error when a
+    stream cannot be opened) next to our one-line error. Silence them unless the user set the variables
+    (``OPENCV_LOG_LEVEL=INFO OPENCV_FFMPEG_LOGLEVEL=24`` shows them again); read when cv2 is first imported."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: EdgevisionError -> one line on stderr and its exit code (2 for user errors)."""
+    _quiet_native_logs()
     try:
         cli.main(args=argv, prog_name="edgevision", standalone_mode=False)
     except click.exceptions.Abort:

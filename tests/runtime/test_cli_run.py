@@ -57,6 +57,8 @@ def test_run_errors_are_one_line_with_exit_code_2(assets: dict[str, Path]) -> No
         (["--source", "foo://x"], "unknown source scheme"),
         (["--source", str(assets["video"]), "--sink", "carrier-pigeon:out"], "unknown sink"),
         (["--source", str(assets["video"]), "--imgsz", "64"], "apply to a bare .onnx"),
+        # OpenCV and FFmpeg print their own warnings on a failed open unless the CLI quiets them
+        (["--source", "rtsp://127.0.0.1:1/stream", "--timeout", "5"], "rtsp://127.0.0.1:1/stream: "),
     ):
         t0 = time.monotonic()
         proc = _cli("run", bundle, "--no-status", *args)
