@@ -19,7 +19,7 @@ CPU the replicas can beat one session, and decode CPU time then caps this ratio 
 
 Why ``backend_fps`` is the one-session loop: that is the baseline the runtime issue's numbers use. Its
 reference point, "a common Python loop reaches 0.87-0.92 on the 640 case here", is what the plain loop
-measures against one session (0.908 for the 640x640 pose model and for edgedet-n at 640) and not against
+measures against one session (0.90-0.91 for the 640x640 pose model and for edgedet-n at 640), not against
 the best backend (0.85 / 0.84); against the best backend even a perfect pipeline is capped below the
 issue's targets by the CPU that decoding takes from inference (``bench-stream`` prints both).
 
