@@ -59,7 +59,9 @@ def _decode_one(pred: np.ndarray, nc: int, nk: int, conf: float, iou: float, max
     cls = cls_scores[:, cand].argmax(axis=0) if nc > 1 else np.zeros(cand.size, np.int64)
     cx, cy, w, h = pred[:4, cand].astype(np.float32)
     xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    keep = _nms(xyxy, scores, cls, iou, max_det, agnostic)
+    # top_k 0: OpenCV applies top_k to the candidates *before* suppression, which would return fewer than
+    # max_det boxes whenever some of the best max_det overlap; cut to max_det after NMS instead
+    keep = _nms(xyxy, scores, cls, iou, 0, agnostic)
     keep = keep[np.argsort(-scores[keep], kind="stable")][:max_det]
     kpts = None
     if nk:

@@ -34,6 +34,7 @@ from .stages.train import CHECKPOINT, train_stage
 
 ONNX_NAME = "model.onnx"
 BENCH_METHOD = 3  # 2: rotating order, no ORT spin-waiting; 3: torch timed apart (bump to re-time cached variants)
+EVAL_METHOD = 2  # 2: yolo decoding keeps max_det boxes after NMS, not the best max_det before it (re-scores caches)
 
 
 @dataclass
@@ -125,7 +126,7 @@ def build_variant(
 
     def evaluate(literal_qdq: bool = False) -> Any:
         """``literal_qdq``: score the Q/DQ graph as TensorRT computes it (no ONNX Runtime CPU rewrites)."""
-        key = {"bundle": bundled.key, "val": data.digest, "eval": ev.model_dump(mode="json")}
+        key = {"method": EVAL_METHOD, "bundle": bundled.key, "val": data.digest, "eval": ev.model_dump(mode="json")}
         opts = {"cpu_int8_rewrites": False} if literal_qdq else None
         return cache.run("evaluate", {**key, "qdq": "literal"} if literal_qdq else key,
                          lambda d: evaluate_bundle(bundle, data.val, conf=ev.conf, iou=ev.iou, max_det=ev.max_det,

@@ -111,6 +111,15 @@ def test_batch_fp16_and_bad_shape() -> None:
         decode_yolo(a, num_classes=3)
 
 
+def test_max_det_counts_boxes_after_suppression() -> None:
+    # A (0.9) and A' (0.8) overlap, B (0.7) stands apart: with max_det 2 the answer is A and B. Cutting to the
+    # best max_det candidates *before* NMS (OpenCV's top_k) would suppress A' and return A alone.
+    out = head([[50, 50, 20, 20], [51, 50, 20, 20], [150, 150, 20, 20]], [[0.9], [0.8], [0.7]])
+    (d,) = decode_yolo(out, num_classes=1, conf=0.25, iou=0.5, max_det=2)
+    assert d.scores.tolist() == pytest.approx([0.9, 0.7])
+    np.testing.assert_allclose(d.xyxy[1], [140, 140, 160, 160])
+
+
 def test_decode_nms_padded_outputs() -> None:
     num = np.array([[2], [0]], np.int32)
     boxes = np.zeros((2, 4, 4), np.float32)
