@@ -1,7 +1,9 @@
 """One-frame inference from a bundle: preprocess -> backend -> postprocess -> Detections in source pixels.
 
 This is the single path both the toolkit's evaluation and the runtime's pipeline use, so the accuracy the
-report states is the accuracy the device gets.
+report states is the accuracy the device gets. Both output layouts of the sidecar are decoded here: ``yolo``
+(one raw head tensor, NMS on the CPU) and ``nms`` (the graph ran NMS; its padded outputs, by the sidecar's
+output names in ``decode_nms`` order, are only thresholded and mapped back).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from .backends import open_backend
 from .backends.base import Backend
 from .bundle import Bundle
 from .errors import UserError
-from .postprocess import decode_yolo
+from .postprocess import NMS_OUTPUT_NAMES, decode_nms, decode_yolo
 from .preprocess import Letterbox, letterbox, to_tensor
 from .results import Detections
 
 log = logging.getLogger("edgevision.predictor")
+
+Raw = np.ndarray | dict[str, np.ndarray]
+"""What ``infer`` returns: the ``yolo`` head tensor, or the ``nms`` layout's outputs by name."""
 
 
 class Predictor:
@@ -36,8 +41,10 @@ class Predictor:
         backend_kind: str = "auto",
     ) -> None:
         side = bundle.sidecar
-        if side.output.layout != "yolo":
-            raise UserError(f"{bundle.root}: output layout {side.output.layout!r} is not supported yet")
+        self.layout = side.output.layout
+        if self.layout == "nms" and len(side.output.names) not in (len(NMS_OUTPUT_NAMES), len(NMS_OUTPUT_NAMES) + 1):
+            raise UserError(f"{bundle.root}: output layout 'nms' needs the outputs {list(NMS_OUTPUT_NAMES)} "
+                            f"(+ keypoints) in that order in output.names, got {side.output.names}")
         self.bundle = bundle
         self.backend = backend if backend is not None else open_backend(bundle.model_path, kind=backend_kind)
         self.input = side.input
@@ -62,10 +69,13 @@ class Predictor:
         lb_img, lb = letterbox(image, (self.input.height, self.input.width), self.input.pad_value)
         return to_tensor(lb_img, self.input), lb
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.backend.infer({self.input.name: batch})[self.output_name]
+    def _raw(self, outs: dict[str, np.ndarray]) -> Raw:
+        return outs[self.output_name] if self.layout == "yolo" else outs
 
-    def infer_image(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+    def infer(self, batch: np.ndarray) -> Raw:
+        return self._raw(self.backend.infer({self.input.name: batch}))
+
+    def infer_image(self, image: np.ndarray) -> tuple[Raw, Letterbox]:
         """Preprocess + infer one BGR frame: on the device where the backend can (TensorRT: letterbox,
         colour order, normalisation and HWC -> CHW in one CUDA kernel, so the CPU only decodes), else
         ``preprocess`` on the CPU and ``infer``. If the device path cannot start (e.g. no CUDA compiler for
@@ -75,7 +85,7 @@ class Predictor:
                 outs, lb = self.backend.infer_image(image, self.input, pad_value=self.input.pad_value,
                                                     size=(self.input.height, self.input.width))
                 self._device_ran = True
-                return outs[self.output_name], lb
+                return self._raw(outs), lb
             except UserError:
                 raise
             except Exception as exc:
@@ -86,9 +96,15 @@ class Predictor:
         tensor, lb = self.preprocess(image)
         return self.infer(tensor), lb
 
-    def postprocess(self, raw: np.ndarray, letterboxes: Sequence[Letterbox]) -> list[Detections]:
-        dets = decode_yolo(raw, self.num_classes, self.num_keypoints, conf=self.conf, iou=self.iou,
-                           max_det=self.max_det)
+    def postprocess(self, raw: Raw, letterboxes: Sequence[Letterbox]) -> list[Detections]:
+        if isinstance(raw, dict):
+            arrays = [raw[n] for n in self.bundle.sidecar.output.names]
+            kpts = arrays[4] if len(arrays) > 4 else None
+            dets = decode_nms(arrays[0], arrays[1], arrays[2], arrays[3], keypoints=kpts, conf=self.conf,
+                              max_det=self.max_det)
+        else:
+            dets = decode_yolo(raw, self.num_classes, self.num_keypoints, conf=self.conf, iou=self.iou,
+                               max_det=self.max_det)
         return [lb.unmap_detections(d) for d, lb in zip(dets, letterboxes, strict=True)]
 
     def predict(self, image: np.ndarray) -> Detections:

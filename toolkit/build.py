@@ -25,7 +25,7 @@ from .devices import load_profile
 from .models.registry import get_model_spec
 from .recipe import Recipe, load_recipe
 from .stages.bench import bench_latency
-from .stages.bundle import keypoint_spec, make_sidecar, write_bundle
+from .stages.bundle import keypoint_spec, make_sidecar, nms_settings, write_bundle
 from .stages.data import PreparedData, prepare_data
 from .stages.evaluate import evaluate_bundle
 from .stages.export import check_parity, export_onnx
@@ -119,7 +119,7 @@ def build_variant(
         lambda d: write_bundle(d, onnx_path, make_sidecar(
             recipe, spec, list(data.train.class_names), precision=precision, provenance=provenance,
             keypoints=keypoint_spec(data.train),
-        ).model_copy(update={"extra": extra})),
+        ).model_copy(update={"extra": extra}), nms=nms_settings(recipe)),
     )
     bundle = load_bundle(bundled.dir)
     ev = recipe.eval
@@ -139,7 +139,7 @@ def build_variant(
         "bench", {"method": BENCH_METHOD, "bundle": bundled.key, "checkpoint": provenance["checkpoint_hash"],
                   "bench": bn.model_dump(mode="json"),
                   "reference": sha256_file(reference_onnx) if reference_onnx is not None else None},
-        lambda d: bench_latency(load_checkpoint(ckpt)[0], onnx_path, recipe.input_size,
+        lambda d: bench_latency(load_checkpoint(ckpt)[0], bundle.model_path, recipe.input_size,
                                 backends=list(bn.backends), warmup=bn.warmup, iters=bn.iters,
                                 threads=bn.threads, reference_onnx=reference_onnx),
     )

@@ -13,14 +13,15 @@ from .checkpoint import CheckpointMeta, load_checkpoint
 from .data.coco import COCO_KEYPOINT_NAMES, COCO_SIGMAS, COCO_SKELETON
 from .models.registry import get_model_spec
 from .recipe import ExportConfig, ModelConfig, Recipe
-from .stages.bundle import make_sidecar, write_bundle
+from .stages.bundle import make_sidecar, nms_settings, write_bundle
 from .stages.export import check_parity, export_onnx
 
 
 def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_batch: bool = False,
-                      simplify: bool = True, input_size: int | None = None) -> dict[str, float]:
+                      simplify: bool = True, input_size: int | None = None, nms: bool = False) -> dict[str, float]:
     """``input_size`` (default: the size it was trained at) exports the fully convolutional model for another
-    square input, e.g. 640 for a model trained at 256; it must be a multiple of the model's largest stride."""
+    square input, e.g. 640 for a model trained at 256; it must be a multiple of the model's largest stride.
+    ``nms``: NMS inside the graph (output layout ``nms``, see ``toolkit.nms_graph``)."""
     model, meta = load_checkpoint(checkpoint)
     spec = get_model_spec(meta.model)
     size = meta.input_size if input_size is None else input_size
@@ -30,7 +31,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_b
     keypoints = checkpoint_keypoints(checkpoint, meta)
     recipe = Recipe(name=out.name or "model", task=meta.task,  # type: ignore[arg-type]
                     model=ModelConfig(name=meta.model, size=meta.size), input_size=size,
-                    export=ExportConfig(opset=opset, dynamic_batch=dynamic_batch, simplify=simplify))
+                    export=ExportConfig(opset=opset, dynamic_batch=dynamic_batch, simplify=simplify, nms=nms))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         export_onnx(model, size, onnx_path, opset=opset, dynamic_batch=dynamic_batch, simplify=simplify)
@@ -42,7 +43,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_b
                                provenance={"checkpoint_hash": sha256_file(checkpoint),
                                            "onnx_hash": sha256_file(onnx_path)})
         with atomic_dir(out) as d:
-            write_bundle(d, onnx_path, sidecar)
+            write_bundle(d, onnx_path, sidecar, nms=nms_settings(recipe))
     return {"max_abs_err": parity.max_abs_err, "max_rel_err": parity.max_rel_err}
 
 

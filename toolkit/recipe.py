@@ -103,6 +103,9 @@ class ExportConfig(_Strict):
     dynamic_batch: bool = False
     simplify: bool = True
     parity: ParityConfig = ParityConfig()
+    nms: bool = Field(default=False, description=(
+        "bundle the model with NMS inside the graph (output layout 'nms': the device's CPU only thresholds); "
+        "IoU is postprocess.iou, the score floor min(eval.conf, postprocess.conf); batch 1, opset >= 13"))
 
 
 class PostprocessConfig(_Strict):

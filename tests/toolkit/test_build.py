@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgevision.runtime.bundle import load_bundle
@@ -96,3 +97,41 @@ def test_interrupted_build_resumes(built: tuple[Path, Path, dict], monkeypatch: 
     assert cached["data"] and cached["train"] and cached["export"] and cached["bundle"]
     assert not cached["evaluate"]
     write_recipe(recipe)
+
+
+def test_export_nms_bundles_the_same_model_with_nms_in_the_graph(built: tuple[Path, Path, dict],
+                                                                   tmp_path: Path) -> None:
+    _, out, _ = built
+    # eval IoU = postprocess IoU: the nms bundle has it baked into the graph, the yolo one applies it on the CPU
+    text = TINY.format(epochs=1, conf=0.001).replace("dynamic_batch: true", "dynamic_batch: false{nms}")
+    text = text.replace("eval: {conf: 0.001}", "eval: {conf: 0.001, iou: 0.45}")
+    metrics = {}
+    for nms in (False, True):
+        recipe = tmp_path / f"nms_{nms}" / "tiny.yaml"
+        recipe.parent.mkdir()
+        recipe.write_text(text.replace("{nms}", ", nms: true" if nms else ""))
+        res = build(recipe, recipe.parent / "out", cache_dir=out / "cache", log=lambda m: None).manifest
+        assert {s["stage"] for s in res["stages"] if s["cached"]} >= {"data", "train"}  # the `built` checkpoint
+        metrics[nms] = res["variants"]["fp32"]["metrics"]
+        b = load_bundle(recipe.parent / "out" / "fp32")
+        assert b.sidecar.output.layout == ("nms" if nms else "yolo")
+    import onnx
+
+    assert "NonMaxSuppression" in {n.op_type for n in onnx.load(str(b.model_path)).graph.node}
+    assert b.sidecar.output.names[0] == "num_dets"
+    assert metrics[True] == pytest.approx(metrics[False], abs=1e-6)
+    # a one-epoch model scores ~0 mAP either way, so compare the detections themselves at a low threshold
+    # (the NMS itself is checked on crowded heads in test_nms_graph.py)
+    import cv2
+
+    from edgevision.runtime.predictor import Predictor
+
+    preds = [Predictor(load_bundle(tmp_path / f"nms_{nms}" / "out" / "fp32"), conf=0.001, iou=0.45)
+             for nms in (False, True)]
+    images = sorted((out / "cache" / "data").glob("*/images/val/*.jpg"))[:4]
+    assert images
+    for path in images:
+        want, got = (p.predict(cv2.imread(str(path))) for p in preds)
+        assert len(want) >= 1 and len(got) == len(want)
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
+        np.testing.assert_allclose(got.xyxy, want.xyxy, atol=1e-2)
