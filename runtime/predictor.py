@@ -49,6 +49,7 @@ class Predictor:
         self.backend = backend if backend is not None else open_backend(bundle.model_path, kind=backend_kind)
         self.input = side.input
         self.output_name = side.output.names[0]
+        self.output_names = list(side.output.names)
         pp = side.postprocess
         self.conf = pp.conf if conf is None else conf
         self.iou = pp.iou if iou is None else iou
@@ -98,7 +99,7 @@ class Predictor:
 
     def postprocess(self, raw: Raw, letterboxes: Sequence[Letterbox]) -> list[Detections]:
         if isinstance(raw, dict):
-            arrays = [raw[n] for n in self.bundle.sidecar.output.names]
+            arrays = [raw[n] for n in self.output_names]
             kpts = arrays[4] if len(arrays) > 4 else None
             dets = decode_nms(arrays[0], arrays[1], arrays[2], arrays[3], keypoints=kpts, conf=self.conf,
                               max_det=self.max_det)

@@ -139,7 +139,7 @@ def build_variant(
         "bench", {"method": BENCH_METHOD, "bundle": bundled.key, "checkpoint": provenance["checkpoint_hash"],
                   "bench": bn.model_dump(mode="json"),
                   "reference": sha256_file(reference_onnx) if reference_onnx is not None else None},
-        lambda d: bench_latency(load_checkpoint(ckpt)[0], bundle.model_path, recipe.input_size,
+        lambda d: bench_latency(load_checkpoint(ckpt)[0], onnx_path, recipe.input_size,
                                 backends=list(bn.backends), warmup=bn.warmup, iters=bn.iters,
                                 threads=bn.threads, reference_onnx=reference_onnx),
     )
