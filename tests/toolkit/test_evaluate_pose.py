@@ -101,7 +101,7 @@ def pose_oracle_bundle(tmp_path: Path, size: int, raw: np.ndarray, sigmas: list[
     y = helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(raw.shape))
     const = helper.make_node("Constant", [], ["output0"], value=numpy_helper.from_array(raw.astype(np.float32)))
     model = helper.make_model(helper.make_graph([const], "oracle", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)])
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     d = tmp_path / "bundle"
     d.mkdir()
     onnx.save(model, str(d / "model.onnx"))

@@ -39,7 +39,7 @@ def qdq_conv(*, act_zp: int = 0, act_type: int = TensorProto.INT8, w: np.ndarray
     nodes.append(helper.make_node("Conv", conv_inputs, ["y"], name="conv", pads=[1, 1, 1, 1]))
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
 def test_tensorrt_style_model_passes(tmp_path: Path) -> None:
@@ -74,6 +74,7 @@ def test_float_model_is_not_an_int8_model(tmp_path: Path) -> None:
     node = helper.make_node("Relu", ["x"], ["y"])
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "f.onnx"))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(tmp_path / "f.onnx"))
     with pytest.raises(UserError, match=r"f\.onnx: not a TensorRT-compatible Q/DQ model: no QuantizeLinear"):
         require_tensorrt_qdq(tmp_path / "f.onnx")

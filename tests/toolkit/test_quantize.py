@@ -101,7 +101,8 @@ def test_bad_requests_name_the_key(setup: tuple[Path, list[Path], torch.nn.Modul
     relu = helper.make_graph([helper.make_node("Relu", ["images"], ["y"])], "g",
                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, SIZE, SIZE])])
-    onnx.save(helper.make_model(relu, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "relu.onnx"))
+    model = helper.make_model(relu, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(tmp_path / "relu.onnx"))
     with pytest.raises(UserError, match=r"compress\[0\]\.quantize: the model has no quantizable layers"):
         quantize_model(tmp_path / "relu.onnx", tmp_path / "y.onnx", QuantizeConfig(calib_images=2), spec=SPEC,
                        calib=images[:2], sensitivity_images=[], score=None, where="compress[0].quantize")
