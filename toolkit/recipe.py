@@ -90,6 +90,16 @@ class TrainConfig(_Strict):
     ema: bool = True
     seed: int = 0
     num_threads: int = Field(default=0, ge=0, description="0 = all cores")
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$",
+                        description="torch device for training, distillation and QAT: cpu, cuda or cuda:N")
+
+    def cache_material(self) -> dict[str, Any]:
+        """This section as stage-cache input. ``device`` counts only when it is not the default ``cpu``, so
+        caches of CPU builds made before the key existed stay valid (GPU training gives other weights)."""
+        out = self.model_dump(mode="json")
+        if out["device"] == "cpu":
+            del out["device"]
+        return out
 
 
 class ParityConfig(_Strict):

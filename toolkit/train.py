@@ -61,8 +61,8 @@ class TrainConfig:
     num_threads: int = 2
     workers: int = 0
     channels_last: bool = True
-    amp: bool = False  # CPU training: no mixed precision; kept for recipe completeness
-    device: str = "cpu"
+    amp: bool = False  # no mixed precision (CPU first); kept for recipe completeness
+    device: str = "cpu"  # torch device string; recipes set it with train.device
     version: int = CONFIG_VERSION
 
     def validate(self) -> None:
@@ -208,6 +208,9 @@ def fit(
     if len(train_dataset) == 0:  # type: ignore[arg-type]
         raise UserError("train: the training dataset is empty")
     device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"train.device: {cfg.device!r} but this torch ({torch.__version__}) sees no CUDA GPU; "
+                        "use 'cpu' or a CUDA build of torch")
     t0 = time.perf_counter()
     with _threads(cfg.num_threads):
         seed_everything(cfg.seed)
@@ -255,7 +258,8 @@ def fit(
                 if on_epoch is not None:
                     on_epoch(epoch, result.epoch_losses[-1], ema.ema if ema else model.eval())
         final = ema.ema if ema is not None else model
-        final = final.to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
+        # back on the CPU: export, checkpoints and evaluation take it from here whatever it trained on
+        final = final.cpu().to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
         result.model = final
     result.seconds = time.perf_counter() - t0
     return result

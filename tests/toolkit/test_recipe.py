@@ -53,6 +53,7 @@ def test_every_shipped_recipe_validates(path: Path) -> None:
         ("task: detect\n", "name: required key is missing"),
         ("name: a\ndataset: {kind: coco}\n", "dataset: kind 'coco' needs"),
         ("name: a\nbench: {backends: [tpu]}\n", "bench.backends[0]:"),
+        ("name: a\ntrain: {device: gpu}\n", "train.device:"),
     ],
 )
 def test_bad_recipe_names_the_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -107,3 +108,11 @@ def test_compress_steps_are_typed_with_defaults_in_the_hash(tmp_path: Path) -> N
     assert explicit.digest() == r.digest()  # defaults are part of the stored config
     other = load_recipe(write(tmp_path, text.replace("{ratio: 0.5}", "{ratio: 0.5, round_to: 16}")))
     assert other.digest() != r.digest()
+
+
+def test_training_device_enters_the_cache_key_only_off_cpu(tmp_path: Path) -> None:
+    cpu = load_recipe(write(tmp_path, "name: a\n"))
+    assert cpu.train.device == "cpu" and "device" not in cpu.train.cache_material()  # older CPU caches stay valid
+    gpu = load_recipe(write(tmp_path, "name: a\ntrain: {device: 'cuda:1'}\n"))
+    assert gpu.train.cache_material()["device"] == "cuda:1"
+    assert {k: v for k, v in gpu.train.cache_material().items() if k != "device"} == cpu.train.cache_material()

@@ -76,6 +76,20 @@ def test_config_validation_names_the_key() -> None:
         fit(model, Squares(2), _cfg(epochs=0), progress=False)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible: this checks the error without one")
+def test_cuda_device_without_a_gpu_is_a_user_error() -> None:
+    model = build_model("edgedet", "n", num_classes=2)
+    with pytest.raises(UserError, match=r"train\.device: 'cuda' but this torch .* sees no CUDA GPU"):
+        fit(model, Squares(2), _cfg(device="cuda"), progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch")
+def test_fit_on_cuda_returns_a_cpu_model() -> None:
+    torch.manual_seed(0)
+    res = fit(build_model("edgedet", "n", num_classes=2), Squares(4), _cfg(epochs=2, device="cuda"), progress=False)
+    assert res.model is not None and next(res.model.parameters()).device.type == "cpu"  # export/save take it as is
+
+
 def test_lr_schedule_warms_up_then_decays() -> None:
     cfg = TrainConfig(lrf=0.1)
     total, warm = 100, 10

@@ -74,7 +74,7 @@ def _qat(recipe: Recipe, cfg: QuantizeConfig, data: PreparedData, ckpt: Path, ca
         raise ValueError("no qat section")
     qcfg = cfg.qat
     material = {"checkpoint": sha256_file(ckpt), "qat": qcfg.model_dump(mode="json"), "data": data.digest,
-                "train": recipe.train.model_dump(mode="json"), "input_size": recipe.input_size}
+                "train": recipe.train.cache_material(), "input_size": recipe.input_size}
     art = cache.run("qat", material, lambda d: qat_finetune(
         ckpt, d / CHECKPOINT, qcfg, train=data.train, input_size=recipe.input_size, train_cfg=recipe.train,
         log=cache.log))
@@ -201,7 +201,7 @@ def _distill_step(cfg: DistillConfig, student: Path, teacher: Path | None, recip
     unused = {"compare_finetune", "teacher"} | (set() if teacher else KD_ONLY_FIELDS)
     material = {**common, "student": sha256_file(student), "teacher": sha256_file(teacher) if teacher else None,
                 "config": cfg.model_dump(mode="json", exclude=unused),
-                "train": recipe.train.model_dump(mode="json")}
+                "train": recipe.train.cache_material()}
     return cache.run("distill", material, lambda d: distill_checkpoint(
         student, teacher, d / CHECKPOINT, cfg, train=data.train, input_size=recipe.input_size,
         train_cfg=recipe.train, where=where, log=cache.log))

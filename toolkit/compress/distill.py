@@ -203,7 +203,7 @@ def fit_adapters_(adapters: nn.ModuleList, student: list[torch.Tensor], teacher:
         xs = torch.cat((s.float().permute(0, 2, 3, 1).reshape(-1, cs), s.new_ones(s.numel() // cs, 1)), 1)
         yt = t.float().permute(0, 2, 3, 1).reshape(-1, ct)
         g = xs.T @ xs
-        g += torch.eye(cs + 1, dtype=g.dtype) * (1e-3 * g.diagonal().mean() + 1e-6)
+        g += torch.eye(cs + 1, dtype=g.dtype, device=g.device) * (1e-3 * g.diagonal().mean() + 1e-6)
         w = torch.linalg.solve(g, xs.T @ yt)  # [cs + 1, ct]
         conv.weight.copy_(w[:cs].T.reshape(ct, cs, 1, 1))
         cast(torch.Tensor, conv.bias).copy_(w[cs])
@@ -342,7 +342,8 @@ def distill_checkpoint(student: Path, teacher: Path | None, dst: Path, cfg: Dist
                      weight_decay=train_cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
                      optimizer=train_cfg.optimizer, ema=train_cfg.ema,
                      seed=train_cfg.seed if cfg.seed is None else cfg.seed,
-                     num_threads=train_cfg.num_threads or (os.cpu_count() or 1))
+                     num_threads=train_cfg.num_threads or (os.cpu_count() or 1),
+                     device=train_cfg.device)
     mode = "distill" if teacher_net is not None else "finetune"
     log(f"[{mode}] {cfg.epochs} epochs, student {meta.model}-{meta.size}"
         + (f", teacher {teacher_path}" if teacher_path is not None else ""))

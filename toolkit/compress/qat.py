@@ -135,7 +135,8 @@ def qat_finetune(src: Path, dst: Path, cfg: QatConfig, *, train: Any, input_size
     ds = DetectionDataset(train, input_size, augment=True, aug=AugmentConfig(**train_cfg.augment.model_dump()))
     fcfg = FitConfig(epochs=cfg.epochs, batch=train_cfg.batch, lr=cfg.lr, weight_decay=train_cfg.weight_decay,
                      warmup_epochs=0.0, optimizer=train_cfg.optimizer, ema=False, seed=train_cfg.seed,
-                     num_threads=train_cfg.num_threads or (os.cpu_count() or 1))
+                     num_threads=train_cfg.num_threads or (os.cpu_count() or 1),
+                     device=train_cfg.device)
     result = fit(model, ds, fcfg, progress=False, loss_factory=factory,
                  on_epoch=lambda i, loss, _m: log(f"[qat] epoch {i + 1}/{cfg.epochs} loss {loss:.3f}"))
     fq.remove()

@@ -67,7 +67,7 @@ def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
         raise UserError(f"model.name: {spec.name!r} is a {spec.task} model but the recipe's task is "
                         f"{recipe.task!r}" + (f"; use {hint!r}" if hint else ""))
     material = {"data": data.digest, "model": recipe.model.model_dump(mode="json"),
-                "input_size": recipe.input_size, "train": recipe.train.model_dump(mode="json"),
+                "input_size": recipe.input_size, "train": recipe.train.cache_material(),
                 "task": recipe.task}
 
     def fit_model(workdir: Path) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
         ds = DetectionDataset(data.train, recipe.input_size, augment=True, aug=aug)
         cfg = FitConfig(epochs=t.epochs, batch=t.batch, lr=t.lr, weight_decay=t.weight_decay,
                         warmup_epochs=t.warmup_epochs, optimizer=t.optimizer, ema=t.ema, seed=t.seed,
-                        num_threads=t.num_threads or (os.cpu_count() or 1))
+                        num_threads=t.num_threads or (os.cpu_count() or 1), device=t.device)
         on_epoch = None if sys.stderr.isatty() else (  # the bar shows progress on a terminal; logs get lines
             lambda i, loss, _m: cache.log(f"[train] epoch {i + 1}/{t.epochs} loss {loss:.3f}"))
         result = fit(model, ds, cfg, on_epoch=on_epoch)
