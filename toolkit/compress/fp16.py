@@ -28,6 +28,7 @@ def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         half = convert_float_to_float16(model, keep_io_types=True)
+    _drop_duplicate_nodes(half.graph)
     _topological_sort(half.graph)  # the converter appends its input casts at the end
     onnx.checker.check_model(half)
     atomic_write_bytes(dst, half.SerializeToString())
@@ -51,6 +52,29 @@ def output_parity(reference: Path, candidate: Path, feeds: list[np.ndarray], inp
             if a.shape[0] > 4:
                 rest = max(rest, float(np.abs(a[4:, keep] - b[4:, keep]).max()))
     return {"max_abs_err_box_px": round(box, 5), "max_abs_err_scores": round(rest, 5), "samples": len(feeds)}
+
+
+def _drop_duplicate_nodes(graph: onnx.GraphProto) -> None:
+    """Keep one of each set of identical nodes that write the same output.
+
+    onnxruntime < 1.32's converter adds one ``<name>_cast_to_fp32`` Cast per consumer of a value that
+    feeds several float-only inputs (e.g. one Resize scales constant shared by two upsamplers): same node,
+    same output name, twice, which breaks SSA. Identical copies compute the same value, so one stays. Two
+    *different* nodes writing one name would be a real error and are left for the checker to report."""
+    seen: dict[str, bytes] = {}
+    kept: list[onnx.NodeProto] = []
+    for node in graph.node:
+        body = node.SerializeToString(deterministic=True)
+        if node.output and all(seen.get(o) == body for o in node.output):
+            continue
+        seen.update({o: body for o in node.output})
+        kept.append(node)
+    if len(kept) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(kept)
+        infos = {v.name: v for v in graph.value_info}  # the converter repeats their value_info too
+        del graph.value_info[:]
+        graph.value_info.extend(infos.values())
 
 
 def _topological_sort(graph: onnx.GraphProto) -> None:
