@@ -79,6 +79,13 @@ def test_channels_are_multiples_of_8() -> None:
                 assert m.in_channels == 3 or m.in_channels % 8 == 0, (size, name, m.in_channels)
 
 
+def test_sizes_are_listed_smallest_first() -> None:
+    sizes = get_model_spec("edgedet").sizes
+    assert sizes == ("p", "n", "s", "m")
+    params = [sum(p.numel() for p in build_model("edgedet", s, num_classes=5).parameters()) for s in sizes]
+    assert params == sorted(params) and len(set(params)) == len(params), dict(zip(sizes, params, strict=True))
+
+
 def test_pose_hook_layout() -> None:
     model = build_model("edgedet", "n", num_classes=1, num_keypoints=4).eval()
     with torch.no_grad():

@@ -87,6 +87,9 @@ EDGEDET_SIZES: dict[str, EdgeDetConfig] = {
     "p": EdgeDetConfig.scaled(0.1875, 0.33, 32, max_ch=768),
     "n": EdgeDetConfig.scaled(0.25, 0.33, 32),
     "s": EdgeDetConfig.scaled(0.5, 0.33, 64),
+    # Wide enough that convolutions dominate ONNX Runtime's CPU time, which is where INT8 pays off (the
+    # quantize/compress recipes use it; measured ratios in recipes/quantize-detect.yaml).
+    "m": EdgeDetConfig.scaled(0.75, 0.33, 96),
 }
 
 
