@@ -211,6 +211,8 @@ def fit(
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"train.device: {cfg.device!r} but this torch ({torch.__version__}) sees no CUDA GPU; "
                         "use 'cpu' or a CUDA build of torch")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"train.device: {cfg.device!r} but torch sees {torch.cuda.device_count()} CUDA GPU(s)")
     t0 = time.perf_counter()
     with _threads(cfg.num_threads):
         seed_everything(cfg.seed)
