@@ -11,7 +11,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgevision.runtime.backends.ort_int8 import needs_u8_activations, ort_cpu_model
+from edgevision.runtime.backends import ort_int8
+from edgevision.runtime.backends.ort_int8 import cpu_has_vnni, needs_u8_activations, ort_cpu_model
 
 
 def _qdq_net(path: Path) -> Path:
@@ -85,6 +86,20 @@ def test_only_the_cpu_provider_gets_the_rewrite(providers: list[str], expected_o
     import platform
 
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(ort_int8, "cpu_has_vnni", lambda: True)
     assert needs_u8_activations(providers) is expected_on_x86
+    monkeypatch.setattr(ort_int8, "cpu_has_vnni", lambda: False)  # AVX2 u8 x s8 saturates: keep int8
+    assert needs_u8_activations(providers) is False
+    monkeypatch.setattr(ort_int8, "cpu_has_vnni", lambda: True)
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")  # ARM kernels take int8 activations natively
     assert needs_u8_activations(providers) is False
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ("fpu sse avx2 fma", False), ("fpu avx2 avx512f avx512_vnni", True), ("fpu avx2 avx_vnni", True),
+    ("fpu avx2 amx_int8 amx_tile", True)])
+def test_vnni_is_read_from_the_cpu_flags(tmp_path: Path, flags: str, expected: bool) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n")
+    assert cpu_has_vnni.__wrapped__(str(info)) is expected
+    assert cpu_has_vnni.__wrapped__(str(tmp_path / "missing")) is False

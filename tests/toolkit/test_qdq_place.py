@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 from edgevision.runtime.backends.onnxruntime import OrtBackend
-from edgevision.runtime.backends.ort_int8 import ORT_CPU_QDQ_KEY, ort_cpu_model
+from edgevision.runtime.backends.ort_int8 import ORT_CPU_QDQ_KEY, cpu_has_vnni, ort_cpu_model
 from edgevision.toolkit.compress.qdq_check import check_qdq
 from edgevision.toolkit.compress.qdq_place import fusion_blockers, to_tensorrt_placement
 
@@ -96,6 +96,8 @@ def test_placement_leaves_pairs_only_on_layer_inputs(ort_placed: Path, tmp_path:
 
 @pytest.mark.parametrize("u8", [False, True])
 def test_cpu_backend_restores_the_calibrated_model_exactly(ort_placed: Path, tmp_path: Path, u8: bool) -> None:
+    if u8 and not cpu_has_vnni():
+        pytest.skip("uint8 activations are exact only on VNNI kernels; this CPU's u8 x s8 path saturates at int16")
     model = onnx.load(str(ort_placed))
     to_tensorrt_placement(model)
     trt = tmp_path / "trt.onnx"
