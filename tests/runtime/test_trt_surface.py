@@ -125,3 +125,44 @@ def test_committed_surfaces_match_the_wheels(tmp_path: Path) -> None:
            "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", env_script], env=env, check=True, timeout=120)
     assert json.loads(out.read_text()) == json.loads((SURFACES / f"{version}.json").read_text())
+
+
+def test_guard_checks_a_hand_written_fake() -> None:
+    """trt_guard.guard: what a hand-written fake is asked for, checked against a real surface."""
+    from types import SimpleNamespace
+
+    from trt_guard import guard
+
+    class Context:
+        def execute_async_v3(self, stream_handle: int) -> bool:
+            return True
+
+    class Engine:
+        num_io_tensors = 2
+
+        def create_execution_context(self) -> Context:
+            return Context()
+
+        def get_binding_shape(self, i: int) -> tuple[int, ...]:
+            return (1,)
+
+    class Runtime:
+        def __init__(self, logger: object) -> None:
+            pass
+
+        def deserialize_cuda_engine(self, data: bytes) -> Engine:
+            return Engine()
+
+    hand = SimpleNamespace(Runtime=Runtime, Logger=lambda *a: object(), __version__="10.3.0")
+    for version, removed in (("8.6.1", False), ("10.3.0", True)):
+        trt = guard(hand, version)
+        engine = trt.Runtime(object()).deserialize_cuda_engine(b"plan")  # comes back as a guarded ICudaEngine
+        assert engine.num_io_tensors == 2 and engine.create_execution_context().execute_async_v3(stream_handle=0)
+        with pytest.raises(TypeError):
+            engine.create_execution_context().execute_async_v3(0, 1)
+        if removed:
+            with pytest.raises(AttributeError):
+                engine.get_binding_shape(0)  # the binding API is gone in 10
+        else:
+            assert engine.get_binding_shape(0) == (1,)
+        assert len(trt.mismatches) == 1 + removed
