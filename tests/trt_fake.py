@@ -44,7 +44,7 @@ class NotScripted(RuntimeError):
     """The code called something the test did not script."""
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)  # noqa: UP033 (the runtime tests also run on Python 3.8)
 def load_surface(version: str) -> dict[str, Any]:
     return json.loads((SURFACES / f"{version}.json").read_text())  # type: ignore[no-any-return]
 
