@@ -32,6 +32,7 @@ NVIDIA Python API used (same names in 8.5, 10.x and 11.x unless noted):
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,20 @@ def _parse_error_line(parser: Any, onnx_path: Path) -> str:
     return f"{onnx_path}: TensorRT cannot parse the ONNX: " + ("; ".join(parts) or "unknown parser error")
 
 
+def _set_dynamic_ranges(network: Any, ranges: dict[str, float], onnx_path: Path) -> None:
+    """``ITensor.set_dynamic_range(-amax, amax)`` for every network tensor the Q/DQ scales cover."""
+    if not ranges:
+        return
+    tensors = [network.get_input(i) for i in range(network.num_inputs)]
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        tensors += [layer.get_output(j) for j in range(layer.num_outputs)]
+    for tensor in tensors:
+        amax = ranges.get(tensor.name)
+        if amax is not None and not tensor.set_dynamic_range(-amax, amax):
+            raise UserError(f"{onnx_path}: TensorRT refused the INT8 range +-{amax:g} of tensor {tensor.name!r}")
+
+
 def _config(trt: Any, builder: Any, plan: EnginePlan, cache_blob: bytes, cache_path: Path | None) -> Any:
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
@@ -164,8 +179,17 @@ def build_engine(onnx_path: Path, plan: EnginePlan, out_path: Path, *, timing_ca
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        raise UserError(_parse_error_line(parser, onnx_path))
+    with tempfile.TemporaryDirectory() as tmp:
+        ranges: dict[str, float] = {}
+        source = onnx_path
+        if plan.implicit_int8:
+            from .engine_dla import qdq_to_dynamic_ranges
+
+            source = Path(tmp) / "implicit-int8.onnx"
+            ranges = qdq_to_dynamic_ranges(onnx_path, source)
+        if not parser.parse_from_file(str(source)):
+            raise UserError(_parse_error_line(parser, onnx_path))
+    _set_dynamic_ranges(network, ranges, onnx_path)
     blob = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
     config = _config(trt, builder, plan, blob, timing_cache)
     serialized = builder.build_serialized_network(network, config)

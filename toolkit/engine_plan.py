@@ -20,8 +20,9 @@ Rules (NVIDIA TensorRT documentation):
 - ``BuilderFlag.SPARSE_WEIGHTS`` lets TensorRT use 2:4 structured-sparse tensor cores (Ampere+).
 - DLA takes static shapes only (an optimization profile with min = opt = max) and implicit quantization
   only: Q/DQ layers are not DLA layers, so a Q/DQ ONNX with ``--dla`` would silently run on the GPU
-  (NVIDIA TensorRT #2222, Model-Optimizer #1661). edgevision refuses Q/DQ + DLA (INT8 on DLA would need
-  per-tensor dynamic ranges instead of Q/DQ; not implemented) and fixes a dynamic batch to one size.
+  (NVIDIA TensorRT #2222, Model-Optimizer #1661). On TensorRT <= 10 edgevision builds Q/DQ + DLA the
+  implicit way (``engine_dla``: Q/DQ removed, scales as per-tensor dynamic ranges); TensorRT 11 has no
+  implicit INT8, so there it is refused. A dynamic batch is fixed to one size.
   https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/work-with-dla.html
 - Version-compatible plans (``BuilderFlag.VERSION_COMPATIBLE``, 8.6+) run on the same or a newer
   TensorRT; hardware-compatible plans (``hardware_compatibility_level = AMPERE_PLUS``, 8.6+) run on any
@@ -77,6 +78,7 @@ class EnginePlan:
     target_sms: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
     hardware_compatible: bool = False
+    implicit_int8: bool = False  # DLA: Q/DQ scales applied as dynamic ranges, Q/DQ removed (engine_dla)
 
     @property
     def version_compatible(self) -> bool:
@@ -212,11 +214,6 @@ def plan_engine(
         raise UserError(f"device profile {profile.name} has no DLA cores; build without --dla (GPU only)")
     if dla and prec == "fp32":
         raise UserError("DLA runs fp16 or int8 only; use --precision fp16 or int8 with --dla")
-    if dla and onnx_kind == "qdq-int8":
-        raise UserError(
-            f"DLA takes only implicit quantization, not a Q/DQ ONNX: the int8 engine for {profile.name} would run "
-            "on the GPU, not the DLA; build --precision fp16 --dla from an FP32/FP16 bundle, or int8 with --no-dla"
-        )
     ver = require_supported(trt_version)
     version = str(ver)
     if profile.tensorrt is None or not profile.tensorrt.contains(version):
@@ -225,6 +222,15 @@ def plan_engine(
             f"({profile.tensorrt or 'none'}); build on a device with a TensorRT in that range"
         )
     typed = strongly_typed_only(ver)
+    implicit_int8 = dla and onnx_kind == "qdq-int8"
+    if implicit_int8 and typed:
+        raise UserError(
+            f"DLA takes only implicit quantization, not a Q/DQ ONNX, and TensorRT {version} has no implicit INT8 "
+            f"(set_dynamic_range): the int8 engine for {profile.name} would run on the GPU, not the DLA; build "
+            "--precision fp16 --dla from an FP32/FP16 bundle, or int8 with --no-dla"
+        )
+    if implicit_int8:
+        notes.append("DLA INT8: the Q/DQ scales become per-tensor dynamic ranges (implicit quantization)")
     _check_onnx(profile, prec, onnx_kind, typed, version)
     flags = _flags(profile, prec, version, dla, sparse_model, notes)
     _check_compat(profile, version, dla, version_compatible, hardware_compatible)
@@ -256,6 +262,7 @@ def plan_engine(
         target_sms=tuple(profile.sms),
         notes=tuple(notes),
         hardware_compatible=hardware_compatible,
+        implicit_int8=implicit_int8,
     )
 
 

@@ -94,8 +94,9 @@ def test_cli_refuses_qdq_on_dla(tmp_path: Path, capsys: pytest.CaptureFixture[st
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_build, "detect_environment", lambda: WORKSTATION)
     root = _bundle(tmp_path / "b", precision="int8")
-    code, out, err = run_main(["engine", str(root), "--device", "jetson-agx-orin-64gb", "--dla"], capsys)
-    message = "DLA takes only implicit quantization, not a Q/DQ ONNX"
+    code, out, err = run_main(["engine", str(root), "--device", "jetson-agx-orin-64gb", "--dla", "--tensorrt", "11.0"],
+                              capsys)
+    message = "DLA takes only implicit quantization, not a Q/DQ ONNX, and TensorRT 11.0.0 has no implicit INT8"
     assert code == 2 and out == ""
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 

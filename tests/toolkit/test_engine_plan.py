@@ -91,11 +91,15 @@ def test_dla_plan_on_agx_orin() -> None:
     assert "gpu_fallback" in plan.sidecar_flags
 
 
-def test_dla_refuses_qdq_int8() -> None:
-    """DLA takes implicit quantization only: a Q/DQ engine named .dla0 would silently run on the GPU."""
-    with pytest.raises(UserError, match=r"DLA takes only implicit quantization, not a Q/DQ ONNX.*--no-dla"):
-        _plan("jetson-agx-orin-64gb", "10.3.0", precision="int8", onnx_kind="qdq-int8", dla=True)
-    assert _plan("jetson-agx-orin-64gb", "10.3.0", precision="int8", onnx_kind="qdq-int8").dla_core is None
+def test_dla_int8_is_implicit_quantization() -> None:
+    """DLA takes implicit quantization only: a Q/DQ network named .dla0 would silently run on the GPU, so on
+    TensorRT <= 10 the Q/DQ scales become dynamic ranges; TensorRT 11 has no implicit INT8: refused."""
+    plan = _plan("jetson-agx-orin-64gb", "10.3.0", precision="int8", onnx_kind="qdq-int8", dla=True)
+    assert plan.implicit_int8 and plan.precision == "int8" and plan.dla_core == 0
+    assert set(plan.builder_flags) >= {"INT8", "FP16", "GPU_FALLBACK"}
+    assert not _plan("jetson-agx-orin-64gb", "10.3.0", precision="int8", onnx_kind="qdq-int8").implicit_int8
+    with pytest.raises(UserError, match=r"not a Q/DQ ONNX, and TensorRT 11.0.0 has no implicit INT8.*--no-dla"):
+        _plan("jetson-agx-orin-64gb", "11.0.0", precision="int8", onnx_kind="qdq-int8", dla=True)
 
 
 def test_dla_takes_static_shapes_only() -> None:
