@@ -46,10 +46,13 @@ def _planning_version(profile: DeviceProfile, detected_sm: str | None, detected_
 @click.option("--opt-level", type=click.IntRange(0, 5), default=None, help="Builder optimization level 0-5.")
 @click.option("--tensorrt", "tensorrt_version", default=None,
               help="Plan for this TensorRT version (default: the one on the device).")
+@click.option("--version-compatible", is_flag=True, help="Plan runs on this or a newer TensorRT (8.6+).")
+@click.option("--hardware-compatible", is_flag=True, help="Plan runs on any Ampere+ discrete GPU (not Jetson).")
 @click.option("--timing-cache", type=_PATH, default=None,
               help="Persistent timing cache file (default: BUNDLE/../.trt-timing-<profile>.cache).")
 def engine(bundle: Path, device: str, precision: str | None, dla: bool, sparse: bool | None, workspace_mb: int | None,
-           opt_level: int | None, tensorrt_version: str | None, timing_cache: Path | None) -> None:
+           opt_level: int | None, tensorrt_version: str | None, version_compatible: bool, hardware_compatible: bool,
+           timing_cache: Path | None) -> None:
     """Build a TensorRT engine of BUNDLE for device profile PROFILE, on that device.
 
     Elsewhere it checks the request and prints the exact command to run on the device.
@@ -70,6 +73,7 @@ def engine(bundle: Path, device: str, precision: str | None, dla: bool, sparse: 
         profile, _planning_version(profile, env.sm, env.tensorrt_version, tensorrt_version),
         precision=precision, onnx_kind=_KIND[side.precision], dla=dla, sparse_model=sparse, dynamic_batch=None,
         input_shape=side.input.shape, input_name=side.input.name, workspace_mb=workspace_mb, opt_level=opt_level,
+        version_compatible=version_compatible, hardware_compatible=hardware_compatible,
     )
     for note in plan.notes:
         click.echo(f"note: {note}", err=True)
@@ -78,6 +82,10 @@ def engine(bundle: Path, device: str, precision: str | None, dla: bool, sparse: 
     if outcome.spec is not None:
         click.echo(f"built {b.root / outcome.spec.file} (TensorRT {outcome.spec.tensorrt_version}, "
                    f"SM {outcome.spec.gpu_sm}, {outcome.spec.precision})")
+        if outcome.dla_layers is not None:
+            on_dla, total = outcome.dla_layers
+            click.echo(f"DLA core {outcome.spec.dla_core}: {on_dla} of {total} engine layers run on the DLA "
+                       f"({total - on_dla} on the GPU)", err=on_dla == 0)
         return
     click.echo(f"not building here ({'; '.join(outcome.reasons)}); "
                f"copy the bundle to a {profile.name} device and run:", err=True)

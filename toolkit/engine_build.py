@@ -3,9 +3,17 @@
 TensorRT plans run only on the GPU SM and TensorRT version they were built with, so ``engine_stage``
 first compares this machine (``DetectedEnv``, from ``edgevision.runtime.doctor``) with the profile:
 elsewhere it builds nothing and returns the exact command to run on the device. On the device,
-``build_engine`` parses the ONNX, configures the builder per the plan, writes a plain serialized plan
-atomically, saves the ``IEngineInspector`` layer information beside it and updates the persistent
-timing cache. TensorRT is imported lazily.
+``build_engine`` parses the ONNX, configures the builder per the plan, builds, deserializes the plan
+and reads the ``IEngineInspector`` JSON; only when every step succeeded does it write the plain plan,
+the layer information beside it and the persistent timing cache (each atomically), so a TensorRT call
+that returns None (``build_serialized_network``, ``deserialize_cuda_engine``, ``get_timing_cache``,
+``create_engine_inspector``; all declared nullable) or a refused timing cache (``set_timing_cache``
+returns False) is a one-line error with nothing written. For a DLA plan the inspector JSON says how
+many layers really run on the DLA (``dla_layer_count``). TensorRT is imported lazily.
+
+Every call here is checked against NVIDIA's own bindings of 8.6.1, 10.3.0, 10.16.1 and 11.4.0 by
+``tests/toolkit/test_engine_build.py`` (a fake ``tensorrt`` generated from the real surfaces,
+``scripts/trt-surface``).
 
 NVIDIA Python API used (same names in 8.5, 10.x and 11.x unless noted):
 
@@ -24,6 +32,7 @@ NVIDIA Python API used (same names in 8.5, 10.x and 11.x unless noted):
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +91,10 @@ def device_command(bundle: str | Path, plan: EnginePlan, *, sparse: bool = False
         cmd.append(f"--opt-level {plan.opt_level}")
     if sparse:
         cmd.append("--sparse")
+    if plan.version_compatible:
+        cmd.append("--version-compatible")
+    if plan.hardware_compatible:
+        cmd.append("--hardware-compatible")
     return " ".join(cmd)
 
 
@@ -109,18 +122,38 @@ def _parse_error_line(parser: Any, onnx_path: Path) -> str:
     return f"{onnx_path}: TensorRT cannot parse the ONNX: " + ("; ".join(parts) or "unknown parser error")
 
 
-def _config(trt: Any, builder: Any, network: Any, plan: EnginePlan, cache_blob: bytes) -> Any:
+def _set_dynamic_ranges(network: Any, ranges: dict[str, float], onnx_path: Path) -> None:
+    """``ITensor.set_dynamic_range(-amax, amax)`` for every network tensor the Q/DQ scales cover."""
+    if not ranges:
+        return
+    tensors = [network.get_input(i) for i in range(network.num_inputs)]
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        tensors += [layer.get_output(j) for j in range(layer.num_outputs)]
+    for tensor in tensors:
+        amax = ranges.get(tensor.name)
+        if amax is not None and not tensor.set_dynamic_range(-amax, amax):
+            raise UserError(f"{onnx_path}: TensorRT refused the INT8 range +-{amax:g} of tensor {tensor.name!r}")
+
+
+def _config(trt: Any, builder: Any, plan: EnginePlan, cache_blob: bytes, cache_path: Path | None) -> Any:
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
     for flag in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
+    if plan.hardware_compatible:
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
     if plan.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core
     if plan.opt_level is not None:
         config.builder_optimization_level = plan.opt_level
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # full layer info for the inspector
-    config.set_timing_cache(config.create_timing_cache(cache_blob), False)
+    cache = config.create_timing_cache(cache_blob)
+    if cache is None or not config.set_timing_cache(cache, False):
+        what = f"timing cache {cache_path}" if cache_blob else "an empty timing cache"
+        raise UserError(f"TensorRT refused {what} (made by another TensorRT version or GPU?); delete it or pass "
+                        "--timing-cache with a new file")
     if plan.profile_shapes:
         profile = builder.create_optimization_profile()
         for name, (lo, opt, hi) in plan.profile_shapes.items():
@@ -146,25 +179,68 @@ def build_engine(onnx_path: Path, plan: EnginePlan, out_path: Path, *, timing_ca
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        raise UserError(_parse_error_line(parser, onnx_path))
+    with tempfile.TemporaryDirectory() as tmp:
+        ranges: dict[str, float] = {}
+        source = onnx_path
+        if plan.implicit_int8:
+            from .engine_dla import qdq_to_dynamic_ranges
+
+            source = Path(tmp) / "implicit-int8.onnx"
+            ranges = qdq_to_dynamic_ranges(onnx_path, source)
+        if not parser.parse_from_file(str(source)):
+            raise UserError(_parse_error_line(parser, onnx_path))
+    _set_dynamic_ranges(network, ranges, onnx_path)
     blob = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
-    config = _config(trt, builder, network, plan, blob)
+    config = _config(trt, builder, plan, blob, timing_cache)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise UserError(f"TensorRT failed to build an engine from {onnx_path} for {plan.profile} (see its log above)")
     data = bytes(memoryview(serialized))
-    atomic_write_bytes(out_path, data)
+    cache_data = None
     if timing_cache is not None:
-        atomic_write_bytes(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
-    engine = trt.Runtime(logger).deserialize_cuda_engine(data)
-    info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
-    atomic_write_text(out_path.with_name(out_path.name + ".layers.json"), str(info))
+        cache = config.get_timing_cache()
+        if cache is None:
+            raise UserError(f"TensorRT built {out_path.name} but returned no timing cache; nothing was written")
+        cache_data = bytes(memoryview(cache.serialize()))
+    runtime = trt.Runtime(logger)
+    if plan.version_compatible:
+        runtime.engine_host_code_allowed = True  # the plan embeds its lean runtime (host code)
+    engine = runtime.deserialize_cuda_engine(data)
+    inspector = engine.create_engine_inspector() if engine is not None else None
+    if inspector is None:
+        raise UserError(f"TensorRT built {out_path.name} but cannot load it back on this GPU; nothing was written")
+    info = str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    atomic_write_text(out_path.with_name(out_path.name + ".layers.json"), info)
+    if cache_data is not None and timing_cache is not None:
+        atomic_write_bytes(timing_cache, cache_data)
+    atomic_write_bytes(out_path, data)  # last: a plan on disk means everything beside it is there too
     return {
         "file": out_path.name, "device_profile": plan.profile, "tensorrt_version": str(trt.__version__),
         "gpu_sm": normalize_sm(gpu_sm), "precision": plan.precision, "dla_core": plan.dla_core,
         "flags": plan.sidecar_flags, "onnx_hash": sha256_file(onnx_path), "calibration_hash": None,
+        "dla_layers": dla_layer_count(info) if plan.dla_core is not None else None,
     }
+
+
+def dla_layer_count(info_json: str) -> tuple[int, int] | None:
+    """(layers on DLA, all layers) from ``IEngineInspector.get_engine_information(JSON)``; None if unreadable.
+
+    TensorRT folds the layers it hands to a DLA into "{ForeignNode[first...last]}" layers; with DETAILED
+    profiling verbosity each layer is a dict whose ``LayerType`` names the implementation. A layer counts
+    as on DLA when its type says DLA, or when it is a ForeignNode that is not a GPU Myelin/kgen graph
+    (GPU foreign nodes carry those types). Not yet checked against a DLA engine built on an Orin.
+    """
+    try:
+        layers = json.loads(info_json).get("Layers", [])
+    except (ValueError, AttributeError):
+        return None
+    on_dla = 0
+    for layer in layers:
+        name = str(layer.get("Name", "")) if isinstance(layer, dict) else str(layer)
+        kind = str(layer.get("LayerType", "") or layer.get("ParameterType", "")) if isinstance(layer, dict) else ""
+        if "dla" in kind.lower() or ("ForeignNode" in name and kind.lower() not in ("myelin", "kgen")):
+            on_dla += 1
+    return on_dla, len(layers)
 
 
 @dataclass(frozen=True)
@@ -174,6 +250,7 @@ class EngineOutcome:
     spec: EngineSpec | None
     command: str | None
     reasons: tuple[str, ...] = ()
+    dla_layers: tuple[int, int] | None = None  # (on DLA, all), from the engine inspector
 
 
 def add_engine(bundle: Bundle, spec: EngineSpec) -> None:
@@ -193,6 +270,7 @@ def engine_stage(bundle: Bundle, plan: EnginePlan, env: DetectedEnv, *, timing_c
     out = bundle.root / engine_name(plan.profile, plan.precision, dla_core=plan.dla_core)
     fields = build_engine(bundle.model_path, plan, out, timing_cache=timing_cache, gpu_sm=env.sm)
     fields["calibration_hash"] = bundle.sidecar.provenance.calibration_hash
+    dla_layers = fields.pop("dla_layers")
     spec = EngineSpec.model_validate(fields)
     add_engine(bundle, spec)
-    return EngineOutcome(spec, None)
+    return EngineOutcome(spec, None, dla_layers=dla_layers)

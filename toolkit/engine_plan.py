@@ -18,6 +18,16 @@ Rules (NVIDIA TensorRT documentation):
   ``BuilderFlag.GPU_FALLBACK`` for layers DLA cannot run.
   https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/work-with-dla.html
 - ``BuilderFlag.SPARSE_WEIGHTS`` lets TensorRT use 2:4 structured-sparse tensor cores (Ampere+).
+- DLA takes static shapes only (an optimization profile with min = opt = max) and implicit quantization
+  only: Q/DQ layers are not DLA layers, so a Q/DQ ONNX with ``--dla`` would silently run on the GPU
+  (NVIDIA TensorRT #2222, Model-Optimizer #1661). On TensorRT <= 10 edgevision builds Q/DQ + DLA the
+  implicit way (``engine_dla``: Q/DQ removed, scales as per-tensor dynamic ranges); TensorRT 11 has no
+  implicit INT8, so there it is refused. A dynamic batch is fixed to one size.
+  https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/work-with-dla.html
+- Version-compatible plans (``BuilderFlag.VERSION_COMPATIBLE``, 8.6+) run on the same or a newer
+  TensorRT; hardware-compatible plans (``hardware_compatibility_level = AMPERE_PLUS``, 8.6+) run on any
+  discrete Ampere+ GPU, and are not supported on Jetson (JetPack) nor with DLA.
+  https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/advanced.html
 - ``builder_optimization_level`` (0-5, default 3) exists from 8.6; the workspace limit is
   ``set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes)``.
   https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/BuilderConfig.html
@@ -29,12 +39,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from edgevision.runtime.backends.trt_plan import FLAG_HARDWARE_COMPATIBLE
 from edgevision.runtime.backends.trt_version import (
     has_builder_optimization_level,
     has_builder_precision_flags,
     needs_explicit_batch_flag,
     require_supported,
     strongly_typed_only,
+    supports_version_compatible,
 )
 from edgevision.runtime.errors import UserError
 
@@ -65,11 +77,19 @@ class EnginePlan:
     opt_level: int | None
     target_sms: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
+    hardware_compatible: bool = False
+    implicit_int8: bool = False  # DLA: Q/DQ scales applied as dynamic ranges, Q/DQ removed (engine_dla)
+
+    @property
+    def version_compatible(self) -> bool:
+        return "VERSION_COMPATIBLE" in self.builder_flags
 
     @property
     def sidecar_flags(self) -> list[str]:
-        """Flags as the sidecar records them (lower-case, plus ``strongly_typed``)."""
-        return [f.lower() for f in self.builder_flags] + (["strongly_typed"] if self.strongly_typed else [])
+        """Flags as the sidecar records them: lower-case builder flags (``version_compatible`` among them),
+        plus ``strongly_typed`` and ``hardware_compatible`` (the names ``trt_plan.check_engine_compat`` reads)."""
+        return ([f.lower() for f in self.builder_flags] + (["strongly_typed"] if self.strongly_typed else [])
+                + ([FLAG_HARDWARE_COMPATIBLE] if self.hardware_compatible else []))
 
 
 def engine_name(profile: DeviceProfile | str, precision: str, *, dla_core: int | None = None) -> str:
@@ -137,7 +157,7 @@ def _flags(profile: DeviceProfile, precision: str, version: str, dla: bool, spar
 
 def _shapes(input_name: str, input_shape: Sequence[int | str],
             dynamic_batch: tuple[int, int, int] | None, profile: DeviceProfile,
-            notes: list[str]) -> dict[str, tuple[Shape, Shape, Shape]]:
+            notes: list[str], dla: bool = False) -> dict[str, tuple[Shape, Shape, Shape]]:
     dims = list(input_shape)
     if len(dims) != 4:
         raise UserError(f"input {input_name!r}: expected an NCHW shape, got {dims}")
@@ -152,6 +172,14 @@ def _shapes(input_name: str, input_shape: Sequence[int | str],
                 f"a batch range {list(dynamic_batch)}"
             )
         return {}
+    if dla and dynamic_batch is not None and not dynamic_batch[0] == dynamic_batch[1] == dynamic_batch[2]:
+        raise UserError(
+            f"DLA takes static shapes only: dynamic batch (min, opt, max) = {tuple(dynamic_batch)} has min != max; "
+            "give one batch size (min = opt = max) or build without --dla"
+        )
+    if dla and dynamic_batch is None:
+        dynamic_batch = (1, 1, 1)
+        notes.append("DLA takes static shapes only: the dynamic batch is fixed at 1")
     lo, opt, hi = dynamic_batch if dynamic_batch is not None else (1, 1, profile.max_batch)
     if not 1 <= lo <= opt <= hi:
         raise UserError(f"dynamic batch (min, opt, max) = {(lo, opt, hi)} must satisfy 1 <= min <= opt <= max")
@@ -174,6 +202,8 @@ def plan_engine(
     input_name: str = "images",
     workspace_mb: int | None,
     opt_level: int | None,
+    version_compatible: bool = False,
+    hardware_compatible: bool = False,
 ) -> EnginePlan:
     """Decide one engine build; a request the profile or TensorRT version cannot do is a ``UserError``."""
     if profile.backend != "tensorrt":
@@ -192,8 +222,20 @@ def plan_engine(
             f"({profile.tensorrt or 'none'}); build on a device with a TensorRT in that range"
         )
     typed = strongly_typed_only(ver)
+    implicit_int8 = dla and onnx_kind == "qdq-int8"
+    if implicit_int8 and typed:
+        raise UserError(
+            f"DLA takes only implicit quantization, not a Q/DQ ONNX, and TensorRT {version} has no implicit INT8 "
+            f"(set_dynamic_range): the int8 engine for {profile.name} would run on the GPU, not the DLA; build "
+            "--precision fp16 --dla from an FP32/FP16 bundle, or int8 with --no-dla"
+        )
+    if implicit_int8:
+        notes.append("DLA INT8: the Q/DQ scales become per-tensor dynamic ranges (implicit quantization)")
     _check_onnx(profile, prec, onnx_kind, typed, version)
     flags = _flags(profile, prec, version, dla, sparse_model, notes)
+    _check_compat(profile, version, dla, version_compatible, hardware_compatible)
+    if version_compatible:
+        flags.append("VERSION_COMPATIBLE")
     if dla and ver.major >= 11:
         notes.append("DLA on TensorRT 11 needs a JetPack release whose TensorRT ships DLA support")
     if opt_level is not None:
@@ -214,9 +256,28 @@ def plan_engine(
         explicit_batch=needs_explicit_batch_flag(ver),
         builder_flags=tuple(flags),
         dla_core=0 if dla else None,
-        profile_shapes=_shapes(input_name, input_shape, dynamic_batch, profile, notes),
+        profile_shapes=_shapes(input_name, input_shape, dynamic_batch, profile, notes, dla),
         workspace_bytes=mb << 20,
         opt_level=opt_level,
         target_sms=tuple(profile.sms),
         notes=tuple(notes),
+        hardware_compatible=hardware_compatible,
+        implicit_int8=implicit_int8,
     )
+
+
+def _check_compat(profile: DeviceProfile, version: str, dla: bool, version_compatible: bool,
+                  hardware_compatible: bool) -> None:
+    for wanted, what in ((version_compatible, "version-compatible"), (hardware_compatible, "hardware-compatible")):
+        if wanted and not supports_version_compatible(version):
+            raise UserError(f"{what} engines need TensorRT 8.6 or newer, the plan is for TensorRT {version}")
+    if not hardware_compatible:
+        return
+    if profile.kind == "jetson" or "8.7" in profile.sms:
+        raise UserError(f"hardware-compatible engines are not supported on Jetson ({profile.name}, SM "
+                        f"{', '.join(profile.sms)}); build without --hardware-compatible")
+    if dla:
+        raise UserError("hardware-compatible engines cannot use DLA; build without --dla")
+    if any(int(sm.split(".")[0]) < 8 for sm in profile.sms):
+        raise UserError(f"hardware-compatible engines need an Ampere or newer GPU (SM >= 8.0); {profile.name} "
+                        f"has SM {', '.join(profile.sms)}")

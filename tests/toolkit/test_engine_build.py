@@ -1,22 +1,25 @@
-"""Engine build: the "not on this device -> print the command" path, the TensorRT call sequence against a
-fake ``tensorrt`` module, the CLI's error paths, and a real build where TensorRT and a GPU exist."""
+"""Engine build: the "not on this device -> print the command" path, the TensorRT call sequence under each
+TensorRT release's real surface (a fake ``tensorrt`` generated from NVIDIA's bindings of 8.6.1, 10.3.0,
+10.16.1 and 11.4.0, ``tests/trt_fake.py``: a wrong name, arity or enum fails the test), the CLI's error
+paths, and a real build where TensorRT and a GPU exist."""
 
 from __future__ import annotations
 
 import json
 import sys
-import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cli_helpers import run_main
+from trt_fake import VERSIONS, FakeTrt
 
 from edgevision.runtime.bundle import SIDECAR_NAME, InputSpec, OutputSpec, Sidecar, load_bundle
 from edgevision.runtime.errors import MissingDependencyError, UserError
 from edgevision.toolkit import engine_build
 from edgevision.toolkit.devices import load_profile
-from edgevision.toolkit.engine_build import DetectedEnv, build_engine, engine_stage, target_mismatch
+from edgevision.toolkit.engine_build import DetectedEnv, build_engine, dla_layer_count, engine_stage, target_mismatch
 from edgevision.toolkit.engine_plan import EnginePlan, plan_engine
 
 ORIN_NANO = DetectedEnv(sm="8.7", tensorrt_version="10.3.0.30")
@@ -63,11 +66,12 @@ def test_not_on_device_returns_the_command(tmp_path: Path) -> None:
 def test_cli_prints_command_off_device(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_build, "detect_environment", lambda: WORKSTATION)
-    root = _bundle(tmp_path / "b", precision="int8")
-    code, out, err = run_main(["engine", str(root), "--device", "jetson-agx-orin-64gb", "--dla"], capsys)
+    root = _bundle(tmp_path / "b")
+    code, out, err = run_main(["engine", str(root), "--device", "jetson-agx-orin-64gb", "--dla",
+                               "--version-compatible", "--tensorrt", "10.3.0"], capsys)
     assert code == 0, err
-    assert out.strip() == (f"edgevision engine {root} --device jetson-agx-orin-64gb --precision int8 --dla "
-                           "--workspace-mb 4096")
+    assert out.strip() == (f"edgevision engine {root} --device jetson-agx-orin-64gb --precision fp16 --dla "
+                           "--workspace-mb 4096 --version-compatible")
     assert "not building here (GPU SM 9.0 here" in err
 
 
@@ -76,11 +80,23 @@ def test_cli_prints_command_off_device(tmp_path: Path, capsys: pytest.CaptureFix
     (["--device", "jetson-orin-nano-8gb", "--dla"], "jetson-orin-nano-8gb has no DLA cores"),
     (["--device", "jetson-orin-nano-8gb", "--precision", "int8"], "needs a Q/DQ"),
     (["--device", "no-such-board"], "unknown device profile"),
+    (["--device", "jetson-agx-orin-64gb", "--hardware-compatible", "--tensorrt", "10.3"], "not supported on Jetson"),
 ])
 def test_cli_errors(args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_build, "detect_environment", lambda: WORKSTATION)
     code, out, err = run_main(["engine", str(_bundle(tmp_path / "b")), *args], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_cli_refuses_qdq_on_dla(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine_build, "detect_environment", lambda: WORKSTATION)
+    root = _bundle(tmp_path / "b", precision="int8")
+    code, out, err = run_main(["engine", str(root), "--device", "jetson-agx-orin-64gb", "--dla", "--tensorrt", "11.0"],
+                              capsys)
+    message = "DLA takes only implicit quantization, not a Q/DQ ONNX, and TensorRT 11.0.0 has no implicit INT8"
     assert code == 2 and out == ""
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
@@ -91,125 +107,145 @@ def test_missing_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         build_engine(tmp_path / "m.onnx", _plan(), tmp_path / "m.engine", timing_cache=None, gpu_sm="8.7")
 
 
-class _Rec:
-    """Records attribute sets and calls made on it; enough of TensorRT's surface for the build sequence."""
-
-    def __init__(self, log: list[Any], name: str, **attrs: Any) -> None:
-        self.__dict__.update(_log=log, _name=name, **attrs)
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        self._log.append((f"{self._name}.{key}", value))
-        self.__dict__[key] = value
+def _onnx_kind(version: str) -> str:
+    return "fp16" if version.startswith("11") else "fp32"  # TensorRT 11 takes FP16 only from an FP16 ONNX
 
 
-def _fake_trt(log: list[Any], parse_ok: bool = True) -> types.ModuleType:
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = "10.3.0.30"  # type: ignore[attr-defined]
-    enum = types.SimpleNamespace
-    trt.NetworkDefinitionCreationFlag = enum(EXPLICIT_BATCH=0, STRONGLY_TYPED=1)  # type: ignore[attr-defined]
-    trt.BuilderFlag = enum(FP16="FP16", INT8="INT8", GPU_FALLBACK="GPU_FALLBACK",  # type: ignore[attr-defined]
-                           SPARSE_WEIGHTS="SPARSE_WEIGHTS")
-    trt.MemoryPoolType = enum(WORKSPACE="WORKSPACE")  # type: ignore[attr-defined]
-    trt.DeviceType = enum(DLA="DLA", GPU="GPU")  # type: ignore[attr-defined]
-    trt.ProfilingVerbosity = enum(DETAILED="DETAILED")  # type: ignore[attr-defined]
-    trt.LayerInformationFormat = enum(JSON="JSON")  # type: ignore[attr-defined]
-
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level: int) -> None:
-            pass
-
-    def config() -> _Rec:
-        cache = enum(serialize=lambda: b"cache-v2")
-        return _Rec(log, "config",
-                    set_memory_pool_limit=lambda pool, n: log.append(("workspace", pool, n)),
-                    set_flag=lambda f: log.append(("flag", f)),
-                    create_timing_cache=lambda blob: log.append(("cache-in", blob)) or cache,
-                    set_timing_cache=lambda c, ignore: None, get_timing_cache=lambda: cache,
-                    add_optimization_profile=lambda p: log.append(("profile", p.shapes)))
-
-    def profile() -> Any:
-        p = enum(shapes={})
-        p.set_shape = lambda name, lo, opt, hi: p.shapes.__setitem__(name, (lo, opt, hi))
-        return p
-
-    class Builder:
-        def __init__(self, logger: Any) -> None:
-            pass
-
-        def create_network(self, flags: int) -> str:
-            log.append(("network-flags", flags))
-            return "network"
-
-        create_builder_config = staticmethod(config)
-        create_optimization_profile = staticmethod(profile)
-
-        def build_serialized_network(self, network: Any, cfg: Any) -> bytes:
-            return b"PLAN"
-
-    error = enum(node=lambda: 3, node_name=lambda: "/model/Foo", node_operator=lambda: "FooOp",
-                 desc=lambda: "No importer registered for op: FooOp")
-
-    class OnnxParser:
-        num_errors = 0 if parse_ok else 1
-
-        def __init__(self, network: Any, logger: Any) -> None:
-            pass
-
-        def parse_from_file(self, path: str) -> bool:
-            return parse_ok
-
-        def get_error(self, i: int) -> Any:
-            return error
-
-    inspector = enum(get_engine_information=lambda fmt: '{"Layers": []}')
-    engine = enum(create_engine_inspector=lambda: inspector)
-
-    class Runtime:
-        def __init__(self, logger: Any) -> None:
-            pass
-
-        def deserialize_cuda_engine(self, data: bytes) -> Any:
-            assert data == b"PLAN"
-            return engine
-
-    trt.Logger, trt.Builder, trt.OnnxParser, trt.Runtime = Logger, Builder, OnnxParser, Runtime  # type: ignore[attr-defined]
-    return trt
+def _script_build(fake: FakeTrt, *, parse_ok: bool = True, built: bool = True, cache_ok: bool = True,
+                  cache_back: bool = True, loads: bool = True, layers: Any = ()) -> None:
+    """What TensorRT returns in a build; the surface (names, arity, enums) comes from the real bindings."""
+    fake.script("Builder.create_network", lambda self, flags: fake.make("INetworkDefinition"))
+    fake.script("Builder.create_builder_config", lambda self: fake.make("IBuilderConfig"))
+    fake.script("Builder.create_optimization_profile", lambda self: fake.make("IOptimizationProfile"))
+    fake.script("IOptimizationProfile.set_shape", lambda self, name, lo, opt, hi: None)
+    fake.script("IBuilderConfig.set_memory_pool_limit", lambda self, pool, n: None)
+    fake.script("IBuilderConfig.set_flag", lambda self, flag: None)
+    fake.script("IBuilderConfig.add_optimization_profile", lambda self, p: 0)
+    cache = fake.make("ITimingCache")
+    fake.script("ITimingCache.serialize", lambda self: fake.make("IHostMemory", b"cache-v2"))
+    fake.script("IBuilderConfig.create_timing_cache", lambda self, blob: cache)
+    fake.script("IBuilderConfig.set_timing_cache", lambda self, c, ignore: cache_ok)
+    fake.script("IBuilderConfig.get_timing_cache", lambda self: cache if cache_back else None)
+    fake.script("OnnxParser.parse_from_file", lambda self, path: parse_ok)
+    fake.script("OnnxParser.num_errors", lambda self: 0 if parse_ok else 1)
+    error = {"node": 3, "desc": "No importer registered for op: FooOp", "node_name": "/model/Foo",
+             "node_operator": "FooOp"}
+    for name, value in error.items():
+        if fake.has(f"ParserError.{name}"):  # node_name / node_operator: 10.x and later
+            fake.script(f"ParserError.{name}", lambda self, v=value: v)
+    fake.script("OnnxParser.get_error", lambda self, i: fake.make("ParserError"))
+    fake.script("Builder.build_serialized_network",
+                lambda self, net, cfg: fake.make("IHostMemory", b"PLAN") if built else None)
+    info = json.dumps({"Layers": list(layers), "Bindings": ["images", "out"]})
+    fake.script("EngineInspector.get_engine_information", lambda self, fmt: info)
+    fake.script("ICudaEngine.create_engine_inspector", lambda self: fake.make("EngineInspector"))
+    fake.script("Runtime.deserialize_cuda_engine",
+                lambda self, data: fake.make("ICudaEngine") if loads and bytes(data) == b"PLAN" else None)
 
 
-def test_on_device_build_with_fake_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    log: list[Any] = []
-    monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt(log))
+def _calls(fake: FakeTrt, key: str) -> list[tuple[Any, ...]]:
+    return [args for name, args in fake.calls if name == key]
+
+
+@pytest.fixture(params=VERSIONS)
+def fake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTrt]:
+    trt = FakeTrt(request.param)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    yield trt
+    assert trt.mismatches == [], f"calls that TensorRT {trt.surface_version} would refuse"
+
+
+# create_network flags with the real enum values: 8.6 needs EXPLICIT_BATCH (value 0); 10.x weakly typed
+# gets 0; 11 is strongly typed and STRONGLY_TYPED is value 0 there (1 in 10.x).
+NETWORK_FLAGS = {"8.6.1": 1, "10.3.0": 0, "10.16.1.11": 0, "11.4.0.106": 1}
+
+
+def test_on_device_build(tmp_path: Path, fake: FakeTrt) -> None:
+    version = fake.surface_version
+    _script_build(fake)
     root = _bundle(tmp_path / "b", shape=["batch", 3, 64, 64])
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"cache-v1")
-    plan = _plan("jetson-agx-orin-64gb", precision="fp16", dla=True, opt_level=2, dynamic_batch=(1, 2, 4),
+    plan = _plan("desktop-rtx", version, precision="fp16", onnx_kind=_onnx_kind(version), opt_level=2,
+                 dynamic_batch=(1, 2, 4), input_shape=["batch", 3, 64, 64], version_compatible=True,
+                 hardware_compatible=True)
+    outcome = engine_stage(load_bundle(root), plan, DetectedEnv("8.6", version), timing_cache=cache)
+    assert outcome.spec is not None and outcome.command is None and outcome.dla_layers is None
+    engine = root / "model.desktop-rtx.fp16.engine"
+    assert engine.read_bytes() == b"PLAN" and cache.read_bytes() == b"cache-v2"
+    assert json.loads((root / (engine.name + ".layers.json")).read_text())["Bindings"] == ["images", "out"]
+    assert _calls(fake, "Builder.create_network") == [(NETWORK_FLAGS[version],)]
+    assert _calls(fake, "IBuilderConfig.set_memory_pool_limit") == [(fake.MemoryPoolType.WORKSPACE, 4096 << 20)]
+    assert _calls(fake, "IBuilderConfig.create_timing_cache") == [(b"cache-v1",)]
+    want_flags = [fake.BuilderFlag.VERSION_COMPATIBLE]
+    if not version.startswith("11"):
+        want_flags.insert(0, fake.BuilderFlag.FP16)
+    assert [a[0] for a in _calls(fake, "IBuilderConfig.set_flag")] == want_flags
+    assert _calls(fake, "IBuilderConfig.builder_optimization_level=") == [(2,)]
+    level = fake.HardwareCompatibilityLevel.AMPERE_PLUS
+    assert _calls(fake, "IBuilderConfig.hardware_compatibility_level=") == [(level,)]
+    assert _calls(fake, "Runtime.engine_host_code_allowed=") == [(True,)]  # version-compatible plans need it
+    assert _calls(fake, "IOptimizationProfile.set_shape") == [("images", (1, 3, 64, 64), (2, 3, 64, 64),
+                                                               (4, 3, 64, 64))]
+    spec = load_bundle(root).sidecar.engines[0]
+    assert spec == outcome.spec
+    assert (spec.file, spec.tensorrt_version, spec.gpu_sm, spec.precision) == (engine.name, version, "8.6", "fp16")
+    assert {"version_compatible", "hardware_compatible"} <= set(spec.flags)
+
+
+def test_dla_build_reports_layers_on_dla(tmp_path: Path, fake: FakeTrt) -> None:
+    version = fake.surface_version
+    layers = [{"Name": "{ForeignNode[/model.0/conv/Conv.../model.9/Concat]}", "LayerType": "DLA"},
+              {"Name": "images to nvm", "LayerType": "Reformat"},
+              {"Name": "{ForeignNode[/head/Sigmoid]}", "LayerType": "Myelin"}]
+    _script_build(fake, layers=layers)
+    root = _bundle(tmp_path / "b", shape=["batch", 3, 64, 64])
+    plan = _plan("jetson-agx-orin-64gb", version, precision="fp16", onnx_kind=_onnx_kind(version), dla=True,
                  input_shape=["batch", 3, 64, 64])
-    outcome = engine_stage(load_bundle(root), plan, DetectedEnv("8.7", "10.3.0.30"), timing_cache=cache)
-    assert outcome.spec is not None and outcome.command is None
-    engine = root / "model.jetson-agx-orin-64gb.fp16.dla0.engine"
-    assert engine.read_bytes() == b"PLAN"
-    assert json.loads((root / (engine.name + ".layers.json")).read_text()) == {"Layers": []}
-    assert cache.read_bytes() == b"cache-v2"
-    assert ("network-flags", 0) in log  # TensorRT 10: no EXPLICIT_BATCH, weakly typed
-    assert ("workspace", "WORKSPACE", 4096 << 20) in log and ("cache-in", b"cache-v1") in log
-    assert {("flag", "FP16"), ("flag", "GPU_FALLBACK"), ("config.default_device_type", "DLA"),
-            ("config.DLA_core", 0), ("config.builder_optimization_level", 2)} <= set(
-        x for x in log if not isinstance(x[-1], dict))
-    assert ("profile", {"images": ((1, 3, 64, 64), (2, 3, 64, 64), (4, 3, 64, 64))}) in log
-    side = load_bundle(root).sidecar
-    assert [e.model_dump() for e in side.engines] == [outcome.spec.model_dump()]
-    spec = outcome.spec
-    assert (spec.file, spec.tensorrt_version, spec.gpu_sm, spec.precision, spec.dla_core) == (
-        engine.name, "10.3.0.30", "8.7", "fp16", 0)
-    assert spec.flags == ["fp16", "gpu_fallback"] and spec.onnx_hash and len(spec.onnx_hash) == 64
+    outcome = engine_stage(load_bundle(root), plan, DetectedEnv("8.7", version))
+    assert outcome.dla_layers == (1, 3)
+    assert _calls(fake, "IBuilderConfig.default_device_type=") == [(fake.DeviceType.DLA,)]
+    assert _calls(fake, "IBuilderConfig.DLA_core=") == [(0,)]
+    assert _calls(fake, "IOptimizationProfile.set_shape") == [("images",) + ((1, 3, 64, 64),) * 3]  # static
+    assert fake.BuilderFlag.GPU_FALLBACK in [a[0] for a in _calls(fake, "IBuilderConfig.set_flag")]
 
 
-def test_parse_error_names_the_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt([], parse_ok=False))
-    with pytest.raises(UserError, match=r"node #3 '/model/Foo' \(FooOp\): No importer registered"):
-        build_engine(tmp_path / "m.onnx", _plan(), tmp_path / "m.engine", timing_cache=None, gpu_sm="8.7")
+@pytest.mark.parametrize(("failure", "message"), [
+    ({"built": False}, "failed to build an engine"),
+    ({"cache_back": False}, "returned no timing cache; nothing was written"),
+    ({"loads": False}, "cannot load it back on this GPU; nothing was written"),
+    ({"cache_ok": False}, r"refused timing cache .*timing.cache \(made by another TensorRT"),
+])  # fmt: skip
+def test_none_and_false_returns_write_nothing(tmp_path: Path, fake: FakeTrt, failure: dict[str, bool],
+                                              message: str) -> None:
+    _script_build(fake, **failure)
+    root = _bundle(tmp_path / "b")
+    before = (root / SIDECAR_NAME).read_text()
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"cache-v1")
+    version = fake.surface_version
+    plan = _plan("desktop-rtx", version, precision="fp16", onnx_kind=_onnx_kind(version))
+    with pytest.raises(UserError, match=message) as err:
+        engine_stage(load_bundle(root), plan, DetectedEnv("8.6", version), timing_cache=cache)
+    assert "\n" not in str(err.value)
+    assert sorted(p.name for p in root.iterdir()) == [SIDECAR_NAME, "model.onnx"]
+    assert (root / SIDECAR_NAME).read_text() == before and cache.read_bytes() == b"cache-v1"
+
+
+def test_dla_layer_count_reads_inspector_json() -> None:
+    assert dla_layer_count(json.dumps({"Layers": ["conv1", "{ForeignNode[a...b]}"]})) == (1, 2)
+    assert dla_layer_count(json.dumps({"Layers": [{"Name": "conv", "LayerType": "CaskConvolution"}]})) == (0, 1)
+    assert dla_layer_count("not json") is None
+
+
+def test_parse_error_names_the_node(tmp_path: Path, fake: FakeTrt) -> None:
+    _script_build(fake, parse_ok=False)
+    version = fake.surface_version
+    plan = _plan("desktop-rtx", version, precision="fp16", onnx_kind=_onnx_kind(version))
+    # 8.6's ParserError has no node_name()/node_operator(): the message names the node by index only
+    where = "node #3" if version == "8.6.1" else r"node #3 '/model/Foo' \(FooOp\)"
+    with pytest.raises(UserError, match=where + r": No importer registered"):
+        build_engine(tmp_path / "m.onnx", plan, tmp_path / "m.engine", timing_cache=None, gpu_sm="8.6")
     assert not (tmp_path / "m.engine").exists()
 
 

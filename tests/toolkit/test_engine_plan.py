@@ -86,9 +86,47 @@ def test_dla_on_orin_nano_is_refused() -> None:
 
 
 def test_dla_plan_on_agx_orin() -> None:
-    plan = _plan("jetson-agx-orin-64gb", "10.3.0", precision="int8", onnx_kind="qdq-int8", dla=True)
-    assert plan.dla_core == 0 and "GPU_FALLBACK" in plan.builder_flags and "INT8" in plan.builder_flags
+    plan = _plan("jetson-agx-orin-64gb", "10.3.0", precision="fp16", onnx_kind="fp32", dla=True)
+    assert plan.dla_core == 0 and "GPU_FALLBACK" in plan.builder_flags and "FP16" in plan.builder_flags
     assert "gpu_fallback" in plan.sidecar_flags
+
+
+def test_dla_int8_is_implicit_quantization() -> None:
+    """DLA takes implicit quantization only: a Q/DQ network named .dla0 would silently run on the GPU, so on
+    TensorRT <= 10 the Q/DQ scales become dynamic ranges; TensorRT 11 has no implicit INT8: refused."""
+    plan = _plan("jetson-agx-orin-64gb", "10.3.0", precision="int8", onnx_kind="qdq-int8", dla=True)
+    assert plan.implicit_int8 and plan.precision == "int8" and plan.dla_core == 0
+    assert set(plan.builder_flags) >= {"INT8", "FP16", "GPU_FALLBACK"}
+    assert not _plan("jetson-agx-orin-64gb", "10.3.0", precision="int8", onnx_kind="qdq-int8").implicit_int8
+    with pytest.raises(UserError, match=r"not a Q/DQ ONNX, and TensorRT 11.0.0 has no implicit INT8.*--no-dla"):
+        _plan("jetson-agx-orin-64gb", "11.0.0", precision="int8", onnx_kind="qdq-int8", dla=True)
+
+
+def test_dla_takes_static_shapes_only() -> None:
+    dyn = ["batch", 3, 64, 64]
+    with pytest.raises(UserError, match=r"DLA takes static shapes only: .* \(1, 2, 4\) has min != max"):
+        _plan("jetson-agx-orin-64gb", "10.3.0", precision="fp16", dla=True, input_shape=dyn, dynamic_batch=(1, 2, 4))
+    plan = _plan("jetson-agx-orin-64gb", "10.3.0", precision="fp16", dla=True, input_shape=dyn)
+    assert plan.profile_shapes == {"images": ((1, 3, 64, 64),) * 3}
+    assert any("fixed at 1" in n for n in plan.notes)
+    fixed = _plan("jetson-agx-orin-64gb", "10.3.0", precision="fp16", dla=True, input_shape=dyn,
+                  dynamic_batch=(2, 2, 2))
+    assert fixed.profile_shapes == {"images": ((2, 3, 64, 64),) * 3}
+    gpu = _plan("jetson-agx-orin-64gb", "10.3.0", precision="fp16", input_shape=dyn, dynamic_batch=(1, 2, 4))
+    assert gpu.profile_shapes["images"][2][0] == 4
+
+
+def test_version_and_hardware_compatible_flags() -> None:
+    plan = _plan("desktop-rtx", "10.3.0", precision="fp16", version_compatible=True, hardware_compatible=True)
+    assert "VERSION_COMPATIBLE" in plan.builder_flags and plan.hardware_compatible
+    assert {"version_compatible", "hardware_compatible"} <= set(plan.sidecar_flags)  # the names the runtime reads
+    assert "hardware_compatible" not in _plan("desktop-rtx", "10.3.0", precision="fp16").sidecar_flags
+    with pytest.raises(UserError, match=r"not supported on Jetson \(jetson-agx-orin-64gb, SM 8.7\)"):
+        _plan("jetson-agx-orin-64gb", "10.3.0", precision="fp16", hardware_compatible=True)
+    with pytest.raises(UserError, match=r"need TensorRT 8\.6 or newer"):
+        _plan("jetson-agx-orin-64gb", "8.5.2", precision="fp16", version_compatible=True)
+    assert "VERSION_COMPATIBLE" in _plan("jetson-agx-orin-64gb", "10.3.0", precision="fp16",
+                                         version_compatible=True).builder_flags
 
 
 def test_dla_needs_reduced_precision() -> None:
