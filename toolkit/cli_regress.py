@@ -56,6 +56,8 @@ def markdown(cases: list[Check], strict: bool, candidate: Path, baseline: Path) 
 @click.option("--baseline", type=_PATH, required=True, help="Baseline build directory (or a bundle inside one).")
 @click.option("--acc-tol", type=click.FloatRange(0, 100), default=0.5, show_default=True,
               help="Allowed accuracy change in metric points (mAP x 100), both ways.")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="Metric to gate (repeatable; default: map50_95, map50, kp_map50_95, kp_map50 where present).")
 @click.option("--max-latency-ratio", type=click.FloatRange(1.0, 100), default=1.10, show_default=True,
               help="Fail when the 95% interval of candidate/baseline median latency lies above this.")
 @click.option("--size-tol", type=click.FloatRange(0, 10), default=0.05, show_default=True,
@@ -70,7 +72,7 @@ def markdown(cases: list[Check], strict: bool, candidate: Path, baseline: Path) 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("--update-baseline", is_flag=True,
               help="After checking, make the candidate the new baseline (written atomically).")
-def regress(candidate: Path, baseline: Path, acc_tol: float, max_latency_ratio: float, size_tol: float,
+def regress(candidate: Path, baseline: Path, acc_tol: float, metrics: tuple[str, ...], max_latency_ratio: float, size_tol: float,
             rounds: int, threads: int, no_latency: bool, strict: bool, junit: Path | None, md: Path | None,
             as_json: bool, update_baseline: bool) -> None:
     """Gate CANDIDATE (a build directory, or a bundle inside one) against --baseline.
@@ -80,7 +82,8 @@ def regress(candidate: Path, baseline: Path, acc_tol: float, max_latency_ratio: 
     from .regress import Tolerances, run_regress, summary
     from .regress import update_baseline as do_update
 
-    tol = Tolerances(acc_tol=acc_tol, max_latency_ratio=max_latency_ratio, size_tol=size_tol, strict=strict)
+    tol = Tolerances(acc_tol=acc_tol, max_latency_ratio=max_latency_ratio, size_tol=size_tol, strict=strict,
+                     **({"metrics": metrics} if metrics else {}))
     checks = run_regress(candidate, baseline, tol, latency=not no_latency, rounds=rounds, threads=threads,
                          log=lambda s: click.echo(s, err=True))
     result = summary(checks, strict)
