@@ -18,6 +18,7 @@ import click
 from edgevision.runtime.errors import EdgevisionError
 
 from .cli_engine import engine
+from .cli_regress import regress
 from .cli_runtime import runtime_commands
 
 _PATH = click.Path(path_type=Path)
@@ -138,6 +139,7 @@ def doctor(as_json: bool) -> None:
 for _cmd in runtime_commands():
     cli.add_command(_cmd)
 cli.add_command(engine)
+cli.add_command(regress)
 
 
 def _emit(obj: dict[str, Any], as_json: bool) -> None:

@@ -1,35 +1,21 @@
 """Regression gate: a tiny build must learn — mAP well above what random boxes score on the same split.
 
 The full quickstart numbers come from `edgevision build recipes/quickstart-detect.yaml` (report.md); this
-is the cheap version CI can afford (~40 s): small images, the smallest model, a few hundred images.
+is the cheap version CI can afford (~40 s): small images, the smallest model, a few hundred images
+(the recipe is in conftest.py, shared with the regression gate of test_gate.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from edgevision.runtime.results import Detections
-from edgevision.toolkit.build import build
 from edgevision.toolkit.data.coco import load_coco
 from edgevision.toolkit.stages.evaluate import coco_map, detections_to_coco
-
-RECIPE = """\
-name: learns
-model: {name: edgedet, size: p}
-input_size: 96
-dataset: {kind: synthetic, seed: 5, num_train: 400, num_val: 40, image_size: 96, max_objects: 3}
-train:
-  epochs: 15
-  batch: 16
-  lr: 0.003
-  num_threads: 2
-  augment: {flip: 0.5, hsv_h: 0, hsv_s: 0, hsv_v: 0, scale: 0, translate: 0}
-bench: {warmup: 1, iters: 2, backends: [onnxruntime-cpu]}
-targets: [x86-cpu]
-"""
 
 
 def random_boxes_map(ann: Path, seed: int = 0) -> float:
@@ -47,10 +33,8 @@ def random_boxes_map(ann: Path, seed: int = 0) -> float:
 
 
 @pytest.mark.slow
-def test_tiny_build_learns_well_above_chance(tmp_path: Path) -> None:
-    recipe = tmp_path / "learns.yaml"
-    recipe.write_text(RECIPE)
-    manifest = build(recipe, tmp_path / "out", log=lambda m: None).manifest
+def test_tiny_build_learns_well_above_chance(tiny_build: tuple[Path, dict[str, Any]]) -> None:
+    _, manifest = tiny_build
     losses = manifest["training"]["epoch_losses"]
     assert losses[-1] < 0.6 * losses[0], losses
     chance = random_boxes_map(Path(manifest["dataset"]["val_annotations"]))

@@ -14,6 +14,7 @@ from typing import Any
 from edgevision.runtime.fsutil import atomic_write_json, atomic_write_text, sha256_file
 
 from ..devices import DeviceProfile
+from ..manifest import SCHEMA_VERSION, check_manifest
 from ..recipe import Recipe
 from .bundle import tool_versions
 from .data import PreparedData
@@ -56,7 +57,7 @@ def write_outputs(
     seconds: float,
 ) -> dict[str, Any]:
     manifest: dict[str, Any] = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "name": recipe.name,
         "task": recipe.task,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -74,6 +75,7 @@ def write_outputs(
         "tools": tool_versions(),
         "build_seconds": round(seconds, 2),
     }
+    check_manifest(manifest, str(out / MANIFEST))  # the writer obeys the schema every reader checks
     atomic_write_json(out / MANIFEST, manifest)
     atomic_write_text(out / REPORT, render_report(manifest))
     return manifest
