@@ -72,9 +72,9 @@ def markdown(cases: list[Check], strict: bool, candidate: Path, baseline: Path) 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("--update-baseline", is_flag=True,
               help="After checking, make the candidate the new baseline (written atomically).")
-def regress(candidate: Path, baseline: Path, acc_tol: float, metrics: tuple[str, ...], max_latency_ratio: float, size_tol: float,
-            rounds: int, threads: int, no_latency: bool, strict: bool, junit: Path | None, md: Path | None,
-            as_json: bool, update_baseline: bool) -> None:
+def regress(candidate: Path, baseline: Path, acc_tol: float, metrics: tuple[str, ...], max_latency_ratio: float,
+            size_tol: float, rounds: int, threads: int, no_latency: bool, strict: bool, junit: Path | None,
+            md: Path | None, as_json: bool, update_baseline: bool) -> None:
     """Gate CANDIDATE (a build directory, or a bundle inside one) against --baseline.
 
     Exit 0 when every check passes, 1 on a regression, 2 on a usage error.
