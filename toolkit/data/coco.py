@@ -114,28 +114,30 @@ def _need(obj: Any, key: str, where: str, path: Path, kind: type | tuple[type, .
     return value
 
 
-def _image_root(path: Path, first_file: str | None, image_dir: Path | None) -> Path:
+def _image_root(path: Path, first_file: str | None, image_dir: Path | None, images_key: str) -> Path:
     """The folder that ``file_name`` is relative to: the given one, or the first common layout that
-    holds the first image (json folder, its ``images/``, the parent, ``images/<split>`` ...)."""
+    holds the first image (json folder, its ``images/``, ``images/<split>/`` beside ``<split>.json``, the
+    parent, ``../images/<split>`` ...). ``images_key`` is how the user names that folder (recipe key or
+    flag), so the error says what to set."""
     if image_dir is not None:
         root = Path(image_dir)
         if first_file is not None and not (root / first_file).is_file():
-            raise UserError(f"{path}: image '{first_file}' not found in image_dir {root}")
+            raise UserError(f"{path}: image '{first_file}' not found in {images_key} folder {root}")
         return root
     here = path.parent
-    candidates = [here, here / "images", here.parent, here.parent / "images"]
     stem = path.stem
-    for prefix in ("instances_", "person_keypoints_"):
-        if stem.startswith(prefix):
-            split = stem[len(prefix):]
-            candidates += [here.parent / split, here.parent / "images" / split]
+    splits = [stem] + [stem[len(p):] for p in ("instances_", "person_keypoints_") if stem.startswith(p)]
+    candidates = [here, here / "images", *(here / "images" / s for s in splits), here.parent, here.parent / "images"]
+    for split in splits[1:]:
+        candidates += [here.parent / split, here.parent / "images" / split]
     if first_file is None:
         return here
     for root in candidates:
         if (root / first_file).is_file():
             return root
     tried = ", ".join(str(c) for c in candidates)
-    raise UserError(f"{path}: image '{first_file}' not found (looked in {tried}); pass image_dir")
+    raise UserError(f"{path}: image '{first_file}' not found (looked in {tried}); set {images_key} to the "
+                    "image folder")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -182,9 +184,10 @@ def _categories(data: dict[str, Any], path: Path
     return [c[0] for c in cats], [c[1] for c in cats], kpt_names, skeleton
 
 
-def load_coco(ann_file: Path, image_dir: Path | None = None) -> CocoDataset:
+def load_coco(ann_file: Path, image_dir: Path | None = None, images_key: str = "images") -> CocoDataset:
     """Read a COCO instances / person-keypoints json. ``image_dir`` defaults to the first common layout
-    (next to the json, ``images/``, the parent folder, ``../images/<split>``) that holds the images."""
+    (next to the json, ``images/``, ``images/<split>/``, the parent folder, ``../images/<split>``) that
+    holds the images; ``images_key`` names the setting in errors (``dataset.val.images``, ``--images``)."""
     path = Path(ann_file)
     data = _read_json(path)
     cat_ids, class_names, kpt_names, skeleton = _categories(data, path)
@@ -226,7 +229,7 @@ def load_coco(ann_file: Path, image_dir: Path | None = None) -> CocoDataset:
         per_image[image_id].append((bbox, cat_index[cid], bool(ann.get("iscrowd", 0)), kpts))
 
     first = data["images"][0]["file_name"] if data["images"] else None
-    root = _image_root(path, first, image_dir)
+    root = _image_root(path, first, image_dir, images_key)
     records = []
     for image_id, img in images.items():
         w, h = int(img["width"]), int(img["height"])

@@ -53,8 +53,8 @@ def prepare_data(cfg: DatasetConfig, cache: Cache, task: str = "detect") -> Prep
     elif cfg.kind == "coco":
         if cfg.train is None or cfg.val is None:  # guaranteed by the recipe schema
             raise UserError("dataset: kind 'coco' needs 'train' and 'val'")
-        train = load_coco(cfg.train.annotations, cfg.train.images)
-        val = load_coco(cfg.val.annotations, cfg.val.images)
+        train = load_coco(cfg.train.annotations, cfg.train.images, images_key="dataset.train.images")
+        val = load_coco(cfg.val.annotations, cfg.val.images, images_key="dataset.val.images")
     else:
         if cfg.data_yaml is None:
             raise UserError("dataset.data_yaml: required for kind 'yolo'")
