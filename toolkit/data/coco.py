@@ -12,7 +12,8 @@ id of index ``i``); zero-area boxes are dropped, boxes are clipped to the image;
 
 Keypoint conventions (shared by the synthetic pose generator, the pose loss, flip augmentation and the
 sidecar): ``COCO_KEYPOINT_NAMES`` / ``COCO_SKELETON`` / ``COCO_SIGMAS`` are the COCO person keypoints and
-their OKS sigmas (from pycocotools' ``Params.kpt_oks_sigmas``); other keypoint sets get uniform sigmas
+their OKS sigmas (from pycocotools' ``Params.kpt_oks_sigmas``; defined in ``edgevision.runtime.keypoints``,
+which bare-ONNX sidecars also read); other keypoint sets get uniform sigmas
 ``1/K`` like Ultralytics (:func:`keypoint_sigmas`); :func:`flip_index` pairs ``left*``/``right*`` names.
 """
 
@@ -27,20 +28,10 @@ from typing import Any
 import numpy as np
 
 from edgevision.runtime.errors import UserError
+from edgevision.runtime.keypoints import COCO_KEYPOINT_NAMES, COCO_SIGMAS, COCO_SKELETON
 
-COCO_KEYPOINT_NAMES: list[str] = [
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-    "right_knee", "left_ankle", "right_ankle",
-]
-#: COCO's person skeleton, 0-based (the json's is 1-based).
-COCO_SKELETON: list[tuple[int, int]] = [
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9),
-    (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
-]
-#: OKS sigmas of the 17 COCO keypoints (pycocotools ``Params.setKpParams``).
-COCO_SIGMAS: list[float] = [0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
-                            0.107, 0.107, 0.087, 0.087, 0.089, 0.089]
+__all__ = ["COCO_KEYPOINT_NAMES", "COCO_SIGMAS", "COCO_SKELETON", "CocoDataset", "ImageRecord", "flip_index",
+           "keypoint_sigmas", "load_coco", "write_coco_json"]
 
 
 def keypoint_sigmas(names: list[str]) -> list[float]:

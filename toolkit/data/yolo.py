@@ -24,9 +24,9 @@ import numpy as np
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.validation import parse_yaml
 
-from .coco import CocoDataset, ImageRecord, write_coco_json
+from .coco import CocoDataset, ImageRecord, load_coco, write_coco_json
 
-__all__ = ["IMAGE_EXTS", "image_size", "load_yolo", "write_coco_json"]
+__all__ = ["IMAGE_EXTS", "image_size", "load_eval_split", "load_yolo", "write_coco_json"]
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -190,3 +190,16 @@ def load_yolo(data_yaml: Path, split: str = "val") -> CocoDataset:
         kpt_names = [str(v) for v in (kn if isinstance(kn, list) else kn.values())]
     return CocoDataset(names, list(range(1, len(names) + 1)), records, path,
                        image_dir if image_dir.is_dir() else root, kpt_names, [])
+
+
+def load_eval_split(data: Path, split: str, images: Path | None, workdir: Path) -> CocoDataset:
+    """An evaluation split from a COCO json (``images``: its image folder, else found beside it) or a YOLO
+    ``data.yaml`` (its ``split``), as a ``CocoDataset`` whose ``ann_file`` pycocotools can read: a YOLO
+    split is written as COCO json under ``workdir``."""
+    path = Path(data)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return load_coco(path, images, "--images")
+    if images is not None:
+        raise UserError(f"--images {images}: a YOLO data.yaml names its own image folders ('{split}:' in {path})")
+    ds = load_yolo(path, split)
+    return load_coco(write_coco_json(ds, Path(workdir) / f"{split}.json"), ds.image_dir)
