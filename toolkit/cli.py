@@ -17,6 +17,7 @@ import click
 
 from edgevision.runtime.errors import EdgevisionError
 
+from .cli_dataset import dataset
 from .cli_engine import engine
 from .cli_runtime import _load, _onnx_options, runtime_commands
 
@@ -151,6 +152,7 @@ def doctor(as_json: bool) -> None:
 for _cmd in runtime_commands():
     cli.add_command(_cmd)
 cli.add_command(engine)
+cli.add_command(dataset)
 
 
 def _emit(obj: dict[str, Any], as_json: bool) -> None:
