@@ -81,6 +81,9 @@ class AugmentSection(_Strict):
 
 class TrainConfig(_Strict):
     epochs: int = Field(default=5, ge=1)
+    time: float | None = Field(default=None, gt=0, description=(
+        "wall-clock training budget in hours (Ultralytics' time=); replaces epochs: training stops when it is "
+        "spent and the lr schedule (warmup, decay to lr x lrf) is fitted to the iterations that fit in it"))
     batch: int = Field(default=16, ge=1)
     lr: float = Field(default=0.002, gt=0)
     weight_decay: float = Field(default=0.0005, ge=0)
@@ -95,10 +98,13 @@ class TrainConfig(_Strict):
 
     def cache_material(self) -> dict[str, Any]:
         """This section as stage-cache input. ``device`` counts only when it is not the default ``cpu``, so
-        caches of CPU builds made before the key existed stay valid (GPU training gives other weights)."""
+        caches of CPU builds made before the key existed stay valid (GPU training gives other weights);
+        ``time`` only when set."""
         out = self.model_dump(mode="json")
         if out["device"] == "cpu":
             del out["device"]
+        if out["time"] is None:  # likewise: epoch-bound builds keep their caches
+            del out["time"]
         return out
 
 
