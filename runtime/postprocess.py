@@ -95,9 +95,10 @@ def decode_yolo(
     """Decode a ``yolo`` head ``[B, 4 + C + 3K, N]`` (``[4 + C + 3K, N]`` is taken as B = 1).
 
     Per image: keep anchors whose best class score is ``> conf`` (one label per box; ``multi_label``
-    keeps every class scoring ``> conf``, as Ultralytics' validation does), run class-aware NMS (suppress when IoU ``> iou``; ``class_agnostic`` ignores classes), then keep the
-    ``max_det`` highest scores. Boxes are xyxy in model-input pixels; keypoints, when K > 0, are
-    ``[n, K, 3]`` (x, y, confidence as the model emits it). Returns one ``Detections`` per image.
+    keeps every class scoring ``> conf``, as Ultralytics' validation does), run class-aware NMS (suppress
+    when IoU ``> iou``; ``class_agnostic`` ignores classes), then keep the ``max_det`` highest scores.
+    Boxes are xyxy in model-input pixels; keypoints, when K > 0, are ``[n, K, 3]`` (x, y, confidence as
+    the model emits it). Returns one ``Detections`` per image.
     """
     arr = np.asarray(out)
     if arr.ndim == 2:

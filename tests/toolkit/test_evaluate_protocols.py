@@ -9,16 +9,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from cli_helpers import run_main
 from onnx import TensorProto, helper, numpy_helper
+from test_evaluate import gt_file as box_gt_file
+from test_evaluate import oracle_bundle
+from test_evaluate_pose import AREA, BOX, THRESHOLDS, gt_file, oracle_raw, person_keypoints, pose_oracle_bundle
 
 from edgevision.runtime.bundle import load_bundle
 from edgevision.toolkit.data.coco import COCO_SIGMAS, load_coco
 from edgevision.toolkit.stages.evaluate import evaluate_bundle
-
-from cli_helpers import run_main
-from test_evaluate import gt_file as box_gt_file
-from test_evaluate import oracle_bundle
-from test_evaluate_pose import AREA, BOX, THRESHOLDS, gt_file, oracle_raw, person_keypoints, pose_oracle_bundle
 
 
 def oks(dx: float, sigmas: np.ndarray, area: float) -> float:

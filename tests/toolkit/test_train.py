@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import Dataset
 
 from edgevision.runtime.errors import UserError
-from edgevision.toolkit.models import build_model
 from edgevision.toolkit import train as train_mod
+from edgevision.toolkit.models import build_model
 from edgevision.toolkit.train import TrainConfig, fit, lr_factor
 
 S = 64

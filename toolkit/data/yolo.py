@@ -25,8 +25,7 @@ import numpy as np
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.validation import parse_yaml
 
-from .coco import (COCO_KEYPOINT_NAMES, COCO_SKELETON, CocoDataset, ImageRecord, flip_index, load_coco,
-                   write_coco_json)
+from .coco import COCO_KEYPOINT_NAMES, COCO_SKELETON, CocoDataset, ImageRecord, flip_index, load_coco, write_coco_json
 
 __all__ = ["IMAGE_EXTS", "image_size", "load_eval_split", "load_yolo", "write_coco_json"]
 

@@ -63,7 +63,7 @@ def write_yolo(root: Path, splits: dict[str, CocoDataset]) -> Path:
     and ``root/data.yaml`` (last, atomically: it marks complete output); returns the yaml's path."""
     root = Path(root)
     first = next(iter(splits.values()))
-    for split, ds in splits.items():
+    for ds in splits.values():
         if ds.class_names != first.class_names or ds.keypoint_names != first.keypoint_names:
             raise UserError(f"{ds.ann_file}: classes/keypoints differ from {first.ann_file}")
         for i, rec in enumerate(ds.records):
