@@ -82,6 +82,7 @@ class CocoDataset:
     image_dir: Path
     keypoint_names: list[str] = field(default_factory=list)
     skeleton: list[tuple[int, int]] = field(default_factory=list)  # 0-based keypoint index pairs
+    flip_idx: list[int] | None = None  # mirror twin of each keypoint, when the source names it (YOLO flip_idx)
 
     @property
     def num_classes(self) -> int:

@@ -187,7 +187,20 @@ def load_yolo(data_yaml: Path, split: str = "val") -> CocoDataset:
     image_dir = first if first.is_absolute() else root / first
     kpt_names, skeleton = _keypoint_names(cfg, kpt_shape[0]) if kpt_shape else ([], [])
     return CocoDataset(names, list(range(1, len(names) + 1)), records, path,
-                       image_dir if image_dir.is_dir() else root, kpt_names, skeleton)
+                       image_dir if image_dir.is_dir() else root, kpt_names, skeleton,
+                       _flip_idx(cfg, kpt_shape[0], path) if kpt_shape else None)
+
+
+def _flip_idx(cfg: dict[str, Any], k: int, path: Path) -> list[int] | None:
+    """The yaml's ``flip_idx`` (each keypoint's mirror twin, as Ultralytics uses it for flips), checked."""
+    fi = cfg.get("flip_idx")
+    if fi is None:
+        return None
+    ok = isinstance(fi, list) and all(isinstance(j, int) and not isinstance(j, bool) for j in fi)
+    if not (ok and sorted(fi) == list(range(k)) and all(fi[j] == i for i, j in enumerate(fi))):
+        raise UserError(f"{path}: flip_idx must pair the {k} keypoints (a list of 0..{k - 1} where "
+                        f"flip_idx[flip_idx[i]] == i), got {fi!r}")
+    return [int(j) for j in fi]
 
 
 def _keypoint_names(cfg: dict[str, Any], k: int) -> tuple[list[str], list[tuple[int, int]]]:

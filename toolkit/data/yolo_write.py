@@ -77,7 +77,7 @@ def write_yolo(root: Path, splits: dict[str, CocoDataset]) -> Path:
     cfg["names"] = dict(enumerate(first.class_names))
     if first.num_keypoints:
         cfg["kpt_shape"] = [first.num_keypoints, 3]
-        cfg["flip_idx"] = flip_index(first.keypoint_names)
+        cfg["flip_idx"] = first.flip_idx if first.flip_idx is not None else flip_index(first.keypoint_names)
         cfg["kpt_names"] = {0: list(first.keypoint_names)}
     out = root / "data.yaml"
     atomic_write_text(out, "# written by edgevision (toolkit/data/yolo_write.py)\n"
