@@ -17,9 +17,11 @@ Two protocols (:data:`PROTOCOLS`), both scored by pycocotools on the same model 
   and OKS scaled by 0.53 x the ground-truth box area (Ultralytics' ``kpt_iou`` with xtcocotools' factor)
   instead of the annotation's area. Issue 15 measured what the OKS scale alone does: on one keypoint set the
   same predictions scored 0.016 one way and 0.119 the other.
-  Not reproduced (differences that remain, small on non-crowd data): Ultralytics' own AP code matches
-  predictions to ground truth per IoU threshold by IoU rather than pycocotools' score-ordered greedy match,
-  has no crowd regions, and counts a keypoint-less person as a miss where pycocotools ignores it.
+  The AP arithmetic stays pycocotools': Ultralytics' own (score-ordered matching, ``ap_per_class``'s
+  recall grid, no crowd regions, a keypoint-less person counted as a miss where pycocotools ignores it)
+  gives nearly the same numbers on the same predictions: 0.4669 vs 0.4658 mAP50-95 (0.8544 vs 0.8509
+  mAP50) on 1263 predictions over 200 synthetic val images (jittered true boxes, second labels, false
+  positives; ``test_evaluate_protocols.py`` checks it within 1 pt at 60 images).
 """
 
 from __future__ import annotations
