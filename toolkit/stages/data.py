@@ -75,6 +75,6 @@ def prepare_data(cfg: DatasetConfig, cache: Cache, task: str = "detect") -> Prep
         train.flip_idx, val.flip_idx = ytrain.flip_idx, yval.flip_idx  # COCO json has no place for it
     if train.class_names != val.class_names:
         raise UserError(f"{val.ann_file}: categories differ from {train.ann_file}")
-    material = [sha256_file(train.ann_file), sha256_file(val.ann_file)]
-    digest = sha256_json(material if train.flip_idx is None else [*material, train.flip_idx])  # flips train
+    hashes = [sha256_file(train.ann_file), sha256_file(val.ann_file)]
+    digest = sha256_json(hashes if train.flip_idx is None else [*hashes, train.flip_idx])  # flips train
     return PreparedData(train, val, digest)
