@@ -3,7 +3,9 @@
 Exporters write what the runtime needs into ONNX ``metadata_props``. Ultralytics (YOLOv8/11) writes
 ``task``, ``names`` (a Python dict literal, ``"{0: 'person', 1: 'bicycle'}"``, parsed with
 ``ast.literal_eval``, never ``eval``), ``imgsz`` (``"[640, 640]"``, h, w), ``stride`` and for pose
-``kpt_shape`` (``"[17, 3]"``); its preprocessing is fixed (RGB, x/255, letterbox padded with 114), which is
+``kpt_shape`` (``"[17, 3]"``) and, when the model has them, ``kpt_names``; a 17-keypoint model without
+names gets COCO's names, skeleton and OKS sigmas (``runtime.keypoints``), as every YOLO-pose export is
+COCO-keypoint shaped; its preprocessing is fixed (RGB, x/255, letterbox padded with 114), which is
 the ``InputSpec`` default. Whatever the metadata lacks comes from the model's own tensor shapes or from
 explicit overrides (the ``--imgsz``/``--names``/``--task`` flags of ``edgevision run`` and ``bench``), and
 explicit overrides win. The result is an in-memory ``Bundle`` whose root is the ONNX file's folder.
@@ -24,6 +26,7 @@ from typing import Any
 from .backends.base import TensorSpec
 from .bundle import Bundle, Sidecar, parse_sidecar
 from .errors import UserError
+from .keypoints import default_keypoint_spec
 
 __all__ = ["OnnxInfo", "bundle_from_onnx", "parse_names", "read_onnx_info", "sidecar_from_onnx"]
 
@@ -98,6 +101,21 @@ def _imgsz(value: Any, source: str) -> tuple[int, int]:
     return int(v[0]), int(v[1])
 
 
+def _keypoints(meta: dict[str, str], nk: int, src: str) -> dict[str, Any]:
+    """Sidecar ``keypoints``: Ultralytics' ``kpt_names`` metadata (``{0: [...]}`` per class, or a list) when
+    present and of the right length, else ``default_keypoint_spec`` (COCO's names, skeleton and sigmas for
+    17 keypoints). Names equal to COCO's get COCO's skeleton and sigmas too."""
+    spec = default_keypoint_spec(nk)
+    raw = _literal(meta["kpt_names"], "kpt_names", src) if "kpt_names" in meta else None
+    if isinstance(raw, dict) and raw:
+        raw = raw[sorted(raw)[0]] if all(isinstance(k, int) for k in raw) else list(raw.values())
+    if isinstance(raw, list | tuple) and len(raw) == nk and all(isinstance(n, str) for n in raw):
+        names = [str(n) for n in raw]
+        if names != spec["names"]:
+            spec = {"names": names, "skeleton": [], "sigmas": []}
+    return spec
+
+
 def sidecar_from_onnx(
     info: OnnxInfo,
     *,
@@ -156,7 +174,7 @@ def sidecar_from_onnx(
         "task": task,
         "model_file": info.path.name,
         "class_names": class_names,
-        "keypoints": {"names": [f"kpt{i}" for i in range(nk)]} if nk else None,
+        "keypoints": _keypoints(meta, nk, src) if nk else None,
         "input": {"name": inp.name, "shape": [inp.shape[0], 3, hw[0], hw[1]], "dtype": inp.dtype,
                   "color": color or "rgb"},
         "output": {"layout": "yolo", "names": [out.name], "num_classes": nc, "num_keypoints": nk,

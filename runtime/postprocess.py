@@ -46,17 +46,30 @@ def _nms(xyxy: np.ndarray, scores: np.ndarray, cls: np.ndarray, iou: float, top_
     return np.asarray(keep, dtype=np.int64).reshape(-1)
 
 
-def _decode_one(pred: np.ndarray, nc: int, nk: int, conf: float, iou: float, max_det: int,
-                agnostic: bool) -> Detections:
-    cls_scores = pred[4 : 4 + nc]  # [C, N]
-    best = cls_scores.max(axis=0) if nc > 1 else cls_scores[0]
-    cand = np.flatnonzero(best > conf)
+def _candidates(cls_scores: np.ndarray, conf: float, multi_label: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(anchor index, class, score) of the NMS candidates: each anchor's best class above ``conf``, or with
+    ``multi_label`` every (anchor, class) pair above it (Ultralytics' validation; one box may then carry
+    several labels); the ``MAX_NMS_CANDIDATES`` best at most."""
+    nc = cls_scores.shape[0]
+    if multi_label and nc > 1:
+        cls, cand = np.nonzero(cls_scores > conf)
+        scores = cls_scores[cls, cand]
+    else:
+        best = cls_scores.max(axis=0) if nc > 1 else cls_scores[0]
+        cand = np.flatnonzero(best > conf)
+        scores = best[cand]
+        cls = cls_scores[:, cand].argmax(axis=0) if nc > 1 else np.zeros(cand.size, np.int64)
     if cand.size > MAX_NMS_CANDIDATES:
-        cand = cand[np.argsort(-best[cand], kind="stable")[:MAX_NMS_CANDIDATES]]
+        top = np.argsort(-scores, kind="stable")[:MAX_NMS_CANDIDATES]
+        cand, cls, scores = cand[top], cls[top], scores[top]
+    return cand, cls.astype(np.int64), scores.astype(np.float32)
+
+
+def _decode_one(pred: np.ndarray, nc: int, nk: int, conf: float, iou: float, max_det: int,
+                agnostic: bool, multi_label: bool = False) -> Detections:
+    cand, cls, scores = _candidates(pred[4 : 4 + nc], conf, multi_label)  # class scores [C, N]
     if cand.size == 0 or max_det <= 0:
         return Detections.empty(nk)
-    scores = best[cand].astype(np.float32)
-    cls = cls_scores[:, cand].argmax(axis=0) if nc > 1 else np.zeros(cand.size, np.int64)
     cx, cy, w, h = pred[:4, cand].astype(np.float32)
     xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     # top_k 0: OpenCV applies top_k to the candidates *before* suppression, which would return fewer than
@@ -77,13 +90,15 @@ def decode_yolo(
     iou: float = 0.45,
     max_det: int = 300,
     class_agnostic: bool = False,
+    multi_label: bool = False,
 ) -> list[Detections]:
     """Decode a ``yolo`` head ``[B, 4 + C + 3K, N]`` (``[4 + C + 3K, N]`` is taken as B = 1).
 
-    Per image: keep anchors whose best class score is ``> conf`` (one label per box, not multi-label),
-    run class-aware NMS (suppress when IoU ``> iou``; ``class_agnostic`` ignores classes), then keep the
-    ``max_det`` highest scores. Boxes are xyxy in model-input pixels; keypoints, when K > 0, are
-    ``[n, K, 3]`` (x, y, confidence as the model emits it). Returns one ``Detections`` per image.
+    Per image: keep anchors whose best class score is ``> conf`` (one label per box; ``multi_label``
+    keeps every class scoring ``> conf``, as Ultralytics' validation does), run class-aware NMS (suppress
+    when IoU ``> iou``; ``class_agnostic`` ignores classes), then keep the ``max_det`` highest scores.
+    Boxes are xyxy in model-input pixels; keypoints, when K > 0, are ``[n, K, 3]`` (x, y, confidence as
+    the model emits it). Returns one ``Detections`` per image.
     """
     arr = np.asarray(out)
     if arr.ndim == 2:
@@ -97,7 +112,7 @@ def decode_yolo(
         )
     if arr.dtype != np.float32:
         arr = arr.astype(np.float32)
-    return [_decode_one(p, num_classes, num_keypoints, conf, iou, max_det, class_agnostic) for p in arr]
+    return [_decode_one(p, num_classes, num_keypoints, conf, iou, max_det, class_agnostic, multi_label) for p in arr]
 
 
 def decode_nms(

@@ -39,6 +39,7 @@ class Predictor:
         iou: float | None = None,
         max_det: int | None = None,
         backend_kind: str = "auto",
+        multi_label: bool = False,
     ) -> None:
         side = bundle.sidecar
         self.layout = side.output.layout
@@ -56,6 +57,7 @@ class Predictor:
         self.max_det = pp.max_det if max_det is None else max_det
         self.num_classes = side.output.num_classes
         self.num_keypoints = side.output.num_keypoints
+        self.multi_label = multi_label  # yolo layout: every class above conf (Ultralytics' validation)
         self._device_pre = bool(getattr(self.backend, "device_preprocess", False))
         self._device_ran = False
 
@@ -105,7 +107,7 @@ class Predictor:
                               max_det=self.max_det)
         else:
             dets = decode_yolo(raw, self.num_classes, self.num_keypoints, conf=self.conf, iou=self.iou,
-                               max_det=self.max_det)
+                               max_det=self.max_det, multi_label=self.multi_label)
         return [lb.unmap_detections(d) for d, lb in zip(dets, letterboxes, strict=True)]
 
     def predict(self, image: np.ndarray) -> Detections:

@@ -17,9 +17,10 @@ import click
 
 from edgevision.runtime.errors import EdgevisionError
 
+from .cli_dataset import dataset
 from .cli_engine import engine
 from .cli_regress import regress
-from .cli_runtime import runtime_commands
+from .cli_runtime import _load, _onnx_options, runtime_commands
 
 _PATH = click.Path(path_type=Path)
 
@@ -78,24 +79,37 @@ def export(checkpoint: Path, out: Path, opset: int, dynamic_batch: bool, simplif
 
 
 @cli.command(name="eval")
-@click.argument("bundle", type=_PATH)
+@click.argument("model", type=_PATH)
 @click.option("--data", "ann_file", type=_PATH, required=True,
-              help="COCO annotations json of the eval split.")
-@click.option("--images", type=_PATH, default=None, help="Image folder (default: beside the json).")
+              help="COCO annotations json of the eval split, or a YOLO data.yaml (see --split).")
+@click.option("--split", default="val", show_default=True, help="With a YOLO data.yaml: the split to score.")
+@click.option("--images", type=_PATH, default=None, help="COCO json: image folder (default: found beside the json).")
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.001, show_default=True)
-@click.option("--iou", type=click.FloatRange(0, 1), default=0.6, show_default=True)
-@click.option("--max-det", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--iou", type=click.FloatRange(0, 1), default=None, help="NMS IoU (default: the protocol's).")
+@click.option("--max-det", type=click.IntRange(1), default=None, help="Detections per image (default: the protocol's).")
+@click.option("--protocol", type=click.Choice(["coco", "ultralytics"]), default="coco", show_default=True,
+              help="coco: pycocotools as is (one label per box, OKS scaled by the annotation's area, NMS IoU 0.6, "
+                   "100 detections). ultralytics: Ultralytics val's conventions (multi-label NMS, OKS scaled by "
+                   "0.53 x box area, IoU 0.7, 300 detections), to compare with `yolo val` like for like.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_cmd(bundle: Path, ann_file: Path, images: Path | None, conf: float, iou: float, max_det: int,
-             as_json: bool) -> None:
-    """COCO mAP of BUNDLE on a COCO-format dataset, through the runtime (pycocotools metric)."""
-    from edgevision.runtime.bundle import load_bundle
+@_onnx_options
+def eval_cmd(model: Path, ann_file: Path, split: str, images: Path | None, conf: float, iou: float | None,
+             max_det: int | None, protocol: str, as_json: bool, imgsz: str | None, names: str | None,
+             task: str | None) -> None:
+    """COCO mAP (pycocotools) of MODEL, a bundle directory or a bare .onnx, through the runtime.
 
-    from .data.coco import load_coco
+    A bare .onnx gets its sidecar from its metadata as with `run` and `bench` (--imgsz/--names/--task fill
+    gaps); a 17-keypoint pose model without keypoint names is scored with COCO's OKS sigmas.
+    """
+    import tempfile
+
+    from .data.yolo import load_eval_split
     from .stages.evaluate import evaluate_bundle
 
-    metrics = evaluate_bundle(load_bundle(bundle), load_coco(ann_file, images), conf=conf, iou=iou,
-                              max_det=max_det)
+    bundle = _load(model, imgsz, names, task)
+    with tempfile.TemporaryDirectory(prefix="edgevision-eval-") as tmp:
+        dataset = load_eval_split(ann_file, split, images, Path(tmp))
+        metrics = evaluate_bundle(bundle, dataset, conf=conf, iou=iou, max_det=max_det, protocol=protocol)
     _emit(metrics, as_json)
 
 
@@ -140,6 +154,7 @@ for _cmd in runtime_commands():
     cli.add_command(_cmd)
 cli.add_command(engine)
 cli.add_command(regress)
+cli.add_command(dataset)
 
 
 def _emit(obj: dict[str, Any], as_json: bool) -> None:

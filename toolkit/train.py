@@ -6,6 +6,15 @@ millisecond of overhead shows. What it does: SGD (nesterov) or AdamW with no wei
 biases, linear warmup then cosine (or linear) decay per iteration, gradient clipping, an exponential
 moving average of the weights (the EMA model is what :func:`fit` returns: it is markedly more accurate
 after short schedules), channels-last tensors on CPU, seeded shuffling and weight init.
+
+A wall-clock budget (``time_budget_s``; the recipe's ``train.time`` in hours, Ultralytics' ``time=``)
+replaces ``epochs``: the loop runs whole iterations until the budget is spent, and the schedule is fitted
+to the iterations that fit in it. After every iteration the total is re-estimated from the mean iteration
+time so far (``elapsed / done``), the warmup is kept to at most a third of that total, the cosine/linear
+decay's progress is ``done / total`` (never moving backwards), and the EMA window follows the estimate, so
+the run ends at the final learning rate ``lr * lrf`` whatever the machine's speed. Ultralytics re-fits its
+epoch count once per epoch; per iteration fits budgets shorter than an epoch too. The result depends on
+the machine's speed (the number of iterations does), so it is not bit-reproducible across machines.
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ class TrainConfig:
     channels_last: bool = True
     amp: bool = False  # no mixed precision (CPU first); kept for recipe completeness
     device: str = "cpu"  # torch device string; recipes set it with train.device
+    time_budget_s: float | None = None  # wall-clock budget: replaces epochs, the schedule fits it (see above)
     version: int = CONFIG_VERSION
 
     def validate(self) -> None:
@@ -82,6 +92,8 @@ class TrainConfig:
             ("workers", self.workers >= 0, ">= 0"),
             ("amp", not self.amp, "false (no mixed precision on CPU)"),
         ]
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise UserError(f"train.time: must be > 0 hours, got {self.time_budget_s / 3600!r}")
         for key, ok, want in checks:
             if not ok:
                 raise UserError(f"train.{key}: must be {want}, got {getattr(self, key)!r}")
@@ -99,6 +111,7 @@ class TrainResult:
     seconds: float
     model: nn.Module | None = None
     loss_items: list[list[float]] = field(default_factory=list)  # per epoch: box, cls, dfl
+    lr_factors: list[float] = field(default_factory=list)  # per iteration: the multiplier of cfg.lr
 
 
 class ModelEMA:
@@ -124,11 +137,52 @@ class ModelEMA:
                 v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
 
 
+def ema_params(total_iters: int, horizon: float) -> tuple[float, float]:
+    """(decay, tau) of an EMA whose averaging window is ``horizon * total_iters`` steps (decay in [0.9, 0.9999])."""
+    window = max(10.0, horizon * total_iters)
+    return min(0.9999, max(0.9, 1.0 - 1.0 / window)), window / 2
+
+
 def ema_for(model: nn.Module, total_iters: int, horizon: float) -> ModelEMA:
     """EMA whose averaging window is ``horizon * total_iters`` steps (decay in [0.9, 0.9999])."""
-    window = max(10.0, horizon * total_iters)
-    decay = min(0.9999, max(0.9, 1.0 - 1.0 / window))
-    return ModelEMA(model, decay, tau=window / 2)
+    return ModelEMA(model, *ema_params(total_iters, horizon))
+
+
+_clock = time.perf_counter  # the budget's clock (tests substitute a deterministic one)
+
+
+class Schedule:
+    """Iteration count, warmup and decay progress of one run: fixed by ``epochs``, or fitted to a wall-clock
+    budget (module docstring). ``factor()`` is the lr multiplier of the next iteration."""
+
+    def __init__(self, cfg: TrainConfig, iters_per_epoch: int) -> None:
+        self.cfg, self.nb = cfg, iters_per_epoch
+        self.budget = cfg.time_budget_s
+        self.total = cfg.epochs * iters_per_epoch
+        self.warmup = round(cfg.warmup_epochs * iters_per_epoch)
+        self.done, self.progress = 0, 0.0
+        self.t0 = _clock()
+
+    def factor(self) -> float:
+        it = self.done
+        if it < self.warmup:
+            return (it + 1) / self.warmup
+        t = (it - self.warmup) / max(1, self.total - self.warmup)
+        self.progress = min(1.0, max(self.progress, t))  # a re-estimate never moves the decay backwards
+        return _decay(self.progress, self.cfg)
+
+    def step(self) -> None:
+        """One iteration done: with a budget, re-estimate the total from the mean iteration time."""
+        self.done += 1
+        if self.budget is not None:
+            per_iter = (_clock() - self.t0) / self.done
+            self.total = max(self.done + 1, int(self.budget / max(per_iter, 1e-9)))
+            self.warmup = min(round(self.cfg.warmup_epochs * self.nb), self.total // 3)
+
+    def finished(self) -> bool:
+        if self.budget is not None:
+            return _clock() - self.t0 >= self.budget
+        return self.done >= self.total
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -154,7 +208,11 @@ def lr_factor(it: int, total: int, warmup: int, cfg: TrainConfig) -> float:
     """Multiplier of ``cfg.lr`` at iteration ``it``: linear warmup, then cosine/linear to ``cfg.lrf``."""
     if it < warmup:
         return (it + 1) / warmup
-    t = (it - warmup) / max(1, total - warmup)
+    return _decay((it - warmup) / max(1, total - warmup), cfg)
+
+
+def _decay(t: float, cfg: TrainConfig) -> float:
+    """The decay part of the schedule at progress ``t`` in [0, 1]: 1 -> ``cfg.lrf``."""
     if cfg.schedule == "cos":
         return cfg.lrf + (1 - cfg.lrf) * 0.5 * (1 + math.cos(math.pi * t))
     return 1 - (1 - cfg.lrf) * t
@@ -224,18 +282,19 @@ def fit(
         model = model.to(device).to(memory_format=fmt)
         loss_fn = (loss_factory or _task_loss)(model, cfg)
         opt = _make_optimizer(model, cfg)
-        nb = len(loader)
-        total, warmup = cfg.epochs * nb, round(cfg.warmup_epochs * nb)
-        ema = ema_for(model, total, cfg.ema_horizon) if cfg.ema else None
+        sched = Schedule(cfg, len(loader))
+        ema = ema_for(model, sched.total, cfg.ema_horizon) if cfg.ema else None
         result = TrainResult([], 0.0)
-        bar = _Progress(cfg.epochs * nb, enabled=progress)
-        it = 0
+        bar = _Progress(sched.total, enabled=progress)
+        of = f"/{cfg.epochs}" if sched.budget is None else f" ({sched.budget / 3600:g} h budget)"
+        epoch = 0
         with bar:
-            for epoch in range(cfg.epochs):
+            while not sched.finished():
                 model.train()
                 run_loss, run_items, seen = 0.0, torch.zeros(0), 0
                 for imgs, targets in loader:
-                    f = lr_factor(it, total, warmup, cfg)
+                    f = sched.factor()
+                    result.lr_factors.append(f)
                     for g in opt.param_groups:
                         g["lr"] = cfg.lr * f
                     imgs = imgs.to(device, non_blocking=True).contiguous(memory_format=fmt)
@@ -247,18 +306,23 @@ def fit(
                     if cfg.grad_clip > 0:
                         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     opt.step()
+                    sched.step()
                     if ema is not None:
+                        if sched.budget is not None:
+                            ema.decay, ema.tau = ema_params(sched.total, cfg.ema_horizon)
                         ema.update(model)
                     bs = imgs.shape[0]
                     run_loss += loss.item()
                     run_items = items.cpu() * bs + (run_items if run_items.numel() else 0)
                     seen += bs
-                    it += 1
-                    bar.step(f"epoch {epoch + 1}/{cfg.epochs} loss {run_loss / seen:.3f}")
+                    bar.step(f"epoch {epoch + 1}{of} loss {run_loss / seen:.3f}", sched.total)
+                    if sched.budget is not None and sched.finished():
+                        break
                 result.epoch_losses.append(run_loss / seen)
                 result.loss_items.append((run_items / seen).tolist())
                 if on_epoch is not None:
                     on_epoch(epoch, result.epoch_losses[-1], ema.ema if ema else model.eval())
+                epoch += 1
         final = ema.ema if ema is not None else model
         # back on the CPU: export, checkpoints and evaluation take it from here whatever it trained on
         final = final.cpu().to(memory_format=torch.contiguous_format).eval()
@@ -287,9 +351,9 @@ class _Progress:
             self._task = self._p.add_task("", total=self.total)
         return self
 
-    def step(self, text: str) -> None:
+    def step(self, text: str, total: int | None = None) -> None:
         if self._p is not None:
-            self._p.update(self._task, advance=1, description=text)
+            self._p.update(self._task, advance=1, description=text, total=total)
 
     def __exit__(self, *exc: object) -> None:
         if self._p is not None:

@@ -59,6 +59,24 @@ def test_overlapping_different_classes_both_survive() -> None:
     assert det.class_ids.tolist() == [0]
 
 
+def test_multi_label_keeps_every_class_above_conf() -> None:
+    """Ultralytics' validation decode: one anchor scoring 0.9 for class 0 and 0.6 for class 1 yields two
+    detections of the same box; the default (one label per box) yields only the best. Keypoints follow."""
+    kp = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    out = head([[50, 50, 20, 20]], [[0.9, 0.6, 0.2]], kpts=kp)
+    (single,) = decode_yolo(out, num_classes=3, num_keypoints=2, conf=0.5)
+    assert single.class_ids.tolist() == [0]
+    (multi,) = decode_yolo(out, num_classes=3, num_keypoints=2, conf=0.5, multi_label=True)
+    assert multi.class_ids.tolist() == [0, 1] and multi.scores.tolist() == pytest.approx([0.9, 0.6])
+    np.testing.assert_allclose(multi.xyxy, [[40, 40, 60, 60]] * 2)
+    assert multi.keypoints is not None
+    np.testing.assert_allclose(multi.keypoints, np.concatenate([kp, kp]))
+    # class-aware NMS still applies within a class: a weaker overlapping class-1 box is suppressed
+    out = head([[50, 50, 20, 20], [51, 50, 20, 20]], [[0.9, 0.6], [0.1, 0.55]])
+    (multi,) = decode_yolo(out, num_classes=2, conf=0.5, multi_label=True)
+    assert multi.class_ids.tolist() == [0, 1] and multi.scores.tolist() == pytest.approx([0.9, 0.6])
+
+
 def test_conf_filter_and_max_det() -> None:
     boxes = [[10 + 30 * i, 10, 20, 20] for i in range(6)]  # disjoint
     scores = [[s] for s in (0.3, 0.9, 0.2, 0.5, 0.7, 0.26)]

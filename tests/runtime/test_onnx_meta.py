@@ -70,6 +70,27 @@ def test_pose_metadata_sets_keypoints(tmp_path: Path) -> None:
         bundle_from_onnx(path2)
 
 
+def test_bare_17_keypoint_pose_gets_coco_names_skeleton_and_sigmas(tmp_path: Path) -> None:
+    """A YOLOv8/11-pose export names no keypoints: it gets COCO's, so OKS uses COCO's sigmas and the video
+    draws limbs (not ``kpt0..kpt16`` with uniform sigmas and dots only)."""
+    meta = {"task": "pose", "names": "{0: 'person'}", "kpt_shape": "[17, 3]", "imgsz": "[32, 32]"}
+    kp = bundle_from_onnx(make_onnx(tmp_path / "pose.onnx", meta, out_shape=(1, 56, 16))).sidecar.keypoints
+    assert kp is not None
+    assert kp.names[:3] == ["nose", "left_eye", "right_eye"] and kp.names[-1] == "right_ankle"
+    assert (15, 13) in kp.skeleton and (5, 6) in kp.skeleton and len(kp.skeleton) == 19  # 0-based COCO limbs
+    assert kp.sigmas[0] == 0.026 and kp.sigmas[11] == 0.107 and len(kp.sigmas) == 17
+
+
+def test_other_keypoint_counts_and_named_keypoints(tmp_path: Path) -> None:
+    meta = {"task": "pose", "names": "{0: 'hand'}", "kpt_shape": "[5, 3]", "imgsz": "[32, 32]"}
+    kp = bundle_from_onnx(make_onnx(tmp_path / "k5.onnx", meta, out_shape=(1, 20, 16))).sidecar.keypoints
+    assert kp is not None and kp.names == [f"kpt{i}" for i in range(5)] and kp.skeleton == [] and kp.sigmas == []
+    # Ultralytics >= 8.3 writes kpt_names per class: {0: [...]}; its names are used, no COCO limbs forced
+    named = {**meta, "kpt_names": "{0: ['a', 'b', 'c', 'd', 'e']}"}
+    kp = bundle_from_onnx(make_onnx(tmp_path / "k5n.onnx", named, out_shape=(1, 20, 16))).sidecar.keypoints
+    assert kp is not None and kp.names == ["a", "b", "c", "d", "e"] and kp.sigmas == []
+
+
 @pytest.mark.parametrize(
     ("meta", "out_shape", "match"),
     [

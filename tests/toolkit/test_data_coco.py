@@ -59,12 +59,22 @@ def test_finds_images_folder(tmp_path: Path) -> None:
     assert load_coco(split / "annotations" / "instances_val2017.json").image_dir == split / "images" / "val2017"
 
 
+def test_finds_images_split_folder_beside_split_json(tmp_path: Path) -> None:
+    """``val.json`` with ``images/val/`` beside it (the layout `edgevision dataset synthetic` and many
+    exporters write): found without ``images:``."""
+    _write(tmp_path, _coco(), images_sub="images/val", name="val.json")
+    assert load_coco(tmp_path / "val.json").image_dir == tmp_path / "images" / "val"
+
+
 def test_explicit_image_dir_and_missing_images(tmp_path: Path) -> None:
     ann = _write(tmp_path, _coco(), images_sub="pics")
     assert load_coco(ann, tmp_path / "pics").image_dir == tmp_path / "pics"
-    with pytest.raises(UserError, match=r"'a.png' not found.*pass image_dir"):
+    with pytest.raises(UserError, match=r"'a.png' not found \(looked in .*images/ann.*\); set images to the image "
+                                        r"folder$"):
         load_coco(ann)
-    with pytest.raises(UserError, match="not found in image_dir"):
+    with pytest.raises(UserError, match=r"set dataset.val.images to"):  # the recipe's key path, when given
+        load_coco(ann, images_key="dataset.val.images")
+    with pytest.raises(UserError, match="not found in images folder"):
         load_coco(ann, tmp_path)
 
 

@@ -98,3 +98,31 @@ def test_bad_yaml(tmp_path: Path) -> None:
         load_yolo(data)
     with pytest.raises(UserError, match="YOLO data file not found"):
         load_yolo(tmp_path / "missing.yaml")
+
+
+def test_flip_idx_pairs_unnamed_keypoints(tmp_path: Path) -> None:
+    """A custom keypoint set without names: the yaml's flip_idx (Ultralytics' key) tells the flip which
+    keypoints swap; without it, unnamed keypoints could not be paired and a flip would mislabel them."""
+    from edgevision.toolkit.data.dataset import DetectionDataset
+
+    line = "0 0.5 0.5 0.4 0.4 0.4 0.4 2 0.6 0.4 2 0.4 0.6 2 0.5 0.6 2\n"
+    data = _dataset(tmp_path, {"a": line}, "kpt_shape: [4, 3]\nflip_idx: [1, 0, 2, 3]\n")
+    ds = load_yolo(data, "val")
+    assert ds.flip_idx == [1, 0, 2, 3] and ds.keypoint_names == ["kp0", "kp1", "kp2", "kp3"]
+    assert DetectionDataset(ds, 64).flip_idx == [1, 0, 2, 3]
+    for bad in ("[1, 0, 2]", "[1, 2, 0, 3]", "[a, 0, 2, 3]"):
+        data.write_text(data.read_text().rsplit("flip_idx", 1)[0] + f"flip_idx: {bad}\n")
+        with pytest.raises(UserError, match=r"data.yaml: flip_idx must pair the 4 keypoints"):
+            load_yolo(data, "val")
+
+
+def test_17_unnamed_keypoints_are_cocos_unless_flip_idx_says_otherwise(tmp_path: Path) -> None:
+    from edgevision.toolkit.data.coco import COCO_KEYPOINT_NAMES, COCO_SKELETON
+
+    kp = " ".join(["0.5 0.5 2"] * 17)
+    data = _dataset(tmp_path, {"a": f"0 0.5 0.5 0.4 0.4 {kp}\n"}, "kpt_shape: [17, 3]\n")
+    ds = load_yolo(data, "val")
+    assert ds.keypoint_names == COCO_KEYPOINT_NAMES and ds.skeleton == COCO_SKELETON
+    data.write_text(data.read_text() + f"flip_idx: {list(range(17))}\n")  # no left/right twins: not COCO's
+    ds = load_yolo(data, "val")
+    assert ds.keypoint_names == [f"kp{i}" for i in range(17)] and ds.skeleton == [] and ds.flip_idx == list(range(17))

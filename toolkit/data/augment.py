@@ -20,14 +20,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Strengths of the training augmentations (0 disables one). Version 1."""
+    """Strengths of the training augmentations (0 disables one). Version 1. The defaults are the recipe's
+    (``recipe.AugmentSection``: flip only); a test keeps the two equal."""
 
     flip: float = 0.5  # probability of a horizontal flip
-    hsv_h: float = 0.015  # hue gain (fraction of the full hue circle)
-    hsv_s: float = 0.5  # saturation gain
-    hsv_v: float = 0.3  # value (brightness) gain
-    scale: float = 0.25  # zoom factor drawn from [1 - scale, 1 + scale]
-    translate: float = 0.1  # shift drawn from [-translate, translate] x image size
+    hsv_h: float = 0.0  # hue gain (fraction of the full hue circle), e.g. 0.015
+    hsv_s: float = 0.0  # saturation gain, e.g. 0.5
+    hsv_v: float = 0.0  # value (brightness) gain, e.g. 0.3
+    scale: float = 0.0  # zoom factor drawn from [1 - scale, 1 + scale], e.g. 0.25
+    translate: float = 0.0  # shift drawn from [-translate, translate] x image size, e.g. 0.1
     min_visible: float = 0.5  # keep a box cut by the border if this fraction of its area remains
     min_size: float = 2.0  # ... and if both sides are at least this many pixels
 

@@ -12,7 +12,8 @@ id of index ``i``); zero-area boxes are dropped, boxes are clipped to the image;
 
 Keypoint conventions (shared by the synthetic pose generator, the pose loss, flip augmentation and the
 sidecar): ``COCO_KEYPOINT_NAMES`` / ``COCO_SKELETON`` / ``COCO_SIGMAS`` are the COCO person keypoints and
-their OKS sigmas (from pycocotools' ``Params.kpt_oks_sigmas``); other keypoint sets get uniform sigmas
+their OKS sigmas (from pycocotools' ``Params.kpt_oks_sigmas``; defined in ``edgevision.runtime.keypoints``,
+which bare-ONNX sidecars also read); other keypoint sets get uniform sigmas
 ``1/K`` like Ultralytics (:func:`keypoint_sigmas`); :func:`flip_index` pairs ``left*``/``right*`` names.
 """
 
@@ -27,20 +28,10 @@ from typing import Any
 import numpy as np
 
 from edgevision.runtime.errors import UserError
+from edgevision.runtime.keypoints import COCO_KEYPOINT_NAMES, COCO_SIGMAS, COCO_SKELETON
 
-COCO_KEYPOINT_NAMES: list[str] = [
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-    "right_knee", "left_ankle", "right_ankle",
-]
-#: COCO's person skeleton, 0-based (the json's is 1-based).
-COCO_SKELETON: list[tuple[int, int]] = [
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9),
-    (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
-]
-#: OKS sigmas of the 17 COCO keypoints (pycocotools ``Params.setKpParams``).
-COCO_SIGMAS: list[float] = [0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
-                            0.107, 0.107, 0.087, 0.087, 0.089, 0.089]
+__all__ = ["COCO_KEYPOINT_NAMES", "COCO_SIGMAS", "COCO_SKELETON", "CocoDataset", "ImageRecord", "flip_index",
+           "keypoint_sigmas", "load_coco", "write_coco_json"]
 
 
 def keypoint_sigmas(names: list[str]) -> list[float]:
@@ -91,6 +82,7 @@ class CocoDataset:
     image_dir: Path
     keypoint_names: list[str] = field(default_factory=list)
     skeleton: list[tuple[int, int]] = field(default_factory=list)  # 0-based keypoint index pairs
+    flip_idx: list[int] | None = None  # mirror twin of each keypoint, when the source names it (YOLO flip_idx)
 
     @property
     def num_classes(self) -> int:
@@ -114,28 +106,30 @@ def _need(obj: Any, key: str, where: str, path: Path, kind: type | tuple[type, .
     return value
 
 
-def _image_root(path: Path, first_file: str | None, image_dir: Path | None) -> Path:
+def _image_root(path: Path, first_file: str | None, image_dir: Path | None, images_key: str) -> Path:
     """The folder that ``file_name`` is relative to: the given one, or the first common layout that
-    holds the first image (json folder, its ``images/``, the parent, ``images/<split>`` ...)."""
+    holds the first image (json folder, its ``images/``, ``images/<split>/`` beside ``<split>.json``, the
+    parent, ``../images/<split>`` ...). ``images_key`` is how the user names that folder (recipe key or
+    flag), so the error says what to set."""
     if image_dir is not None:
         root = Path(image_dir)
         if first_file is not None and not (root / first_file).is_file():
-            raise UserError(f"{path}: image '{first_file}' not found in image_dir {root}")
+            raise UserError(f"{path}: image '{first_file}' not found in {images_key} folder {root}")
         return root
     here = path.parent
-    candidates = [here, here / "images", here.parent, here.parent / "images"]
     stem = path.stem
-    for prefix in ("instances_", "person_keypoints_"):
-        if stem.startswith(prefix):
-            split = stem[len(prefix):]
-            candidates += [here.parent / split, here.parent / "images" / split]
+    splits = [stem] + [stem[len(p):] for p in ("instances_", "person_keypoints_") if stem.startswith(p)]
+    candidates = [here, here / "images", *(here / "images" / s for s in splits), here.parent, here.parent / "images"]
+    for split in splits[1:]:
+        candidates += [here.parent / split, here.parent / "images" / split]
     if first_file is None:
         return here
     for root in candidates:
         if (root / first_file).is_file():
             return root
     tried = ", ".join(str(c) for c in candidates)
-    raise UserError(f"{path}: image '{first_file}' not found (looked in {tried}); pass image_dir")
+    raise UserError(f"{path}: image '{first_file}' not found (looked in {tried}); set {images_key} to the "
+                    "image folder")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -182,9 +176,10 @@ def _categories(data: dict[str, Any], path: Path
     return [c[0] for c in cats], [c[1] for c in cats], kpt_names, skeleton
 
 
-def load_coco(ann_file: Path, image_dir: Path | None = None) -> CocoDataset:
+def load_coco(ann_file: Path, image_dir: Path | None = None, images_key: str = "images") -> CocoDataset:
     """Read a COCO instances / person-keypoints json. ``image_dir`` defaults to the first common layout
-    (next to the json, ``images/``, the parent folder, ``../images/<split>``) that holds the images."""
+    (next to the json, ``images/``, ``images/<split>/``, the parent folder, ``../images/<split>``) that
+    holds the images; ``images_key`` names the setting in errors (``dataset.val.images``, ``--images``)."""
     path = Path(ann_file)
     data = _read_json(path)
     cat_ids, class_names, kpt_names, skeleton = _categories(data, path)
@@ -226,7 +221,7 @@ def load_coco(ann_file: Path, image_dir: Path | None = None) -> CocoDataset:
         per_image[image_id].append((bbox, cat_index[cid], bool(ann.get("iscrowd", 0)), kpts))
 
     first = data["images"][0]["file_name"] if data["images"] else None
-    root = _image_root(path, first, image_dir)
+    root = _image_root(path, first, image_dir, images_key)
     records = []
     for image_id, img in images.items():
         w, h = int(img["width"]), int(img["height"])

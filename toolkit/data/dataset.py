@@ -10,7 +10,8 @@ letterboxed input pixels; crowd annotations are left out. ``collate_detection`` 
 ``(images [B, 3, S, S], targets [T, 6] = batch index, class, x1, y1, x2, y2)``. When the dataset has
 keypoints (``ds.num_keypoints = K > 0``) every row carries ``3K`` more columns, x, y, v per keypoint in
 letterboxed input pixels (COCO visibility; unlabelled ones are 0, 0, 0): items ``[M, 5 + 3K]``, collated
-``[T, 6 + 3K]``. A horizontal flip swaps left/right keypoints (``coco.flip_index``).
+``[T, 6 + 3K]``. A horizontal flip swaps left/right keypoints (the dataset's ``flip_idx`` where its source
+names one, a YOLO ``data.yaml``; else by name, ``coco.flip_index``).
 
 Augmentation randomness is drawn from torch's generator (one seed per item), so ``torch.manual_seed``
 and the DataLoader's per-worker seeding make it reproducible.
@@ -57,7 +58,7 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self._cache: dict[int, tuple[np.ndarray, Letterbox]] = {}
         self._cached_bytes = 0
         self.num_keypoints = ds.num_keypoints
-        self.flip_idx = flip_index(ds.keypoint_names)
+        self.flip_idx = ds.flip_idx if ds.flip_idx is not None else flip_index(ds.keypoint_names)
 
     @property
     def class_names(self) -> list[str]:

@@ -2,7 +2,8 @@
 
 Layout: a ``data.yaml`` with ``path`` (dataset root, relative to the yaml's folder), ``train``/``val``/
 ``test`` (an image folder, a ``.txt`` list of images, or a list of either, relative to ``path``),
-``names`` (list or ``{index: name}``) and optionally ``kpt_shape: [K, 2|3]`` for pose. Each image
+``names`` (list or ``{index: name}``) and optionally ``kpt_shape: [K, 2|3]`` for pose, with ``kpt_names``
+(a list, or Ultralytics' per-class ``{0: [...]}``); 17 unnamed keypoints are COCO's (names, skeleton). Each image
 ``.../images/x.jpg`` has its labels in ``.../labels/x.txt``: one object per line, ``cls cx cy w h``
 normalised to 0..1, followed by K keypoints for pose, or a polygon ``cls x1 y1 x2 y2 ...`` (box = its
 extent). A missing label file means an image without objects, as in Ultralytics.
@@ -24,9 +25,9 @@ import numpy as np
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.validation import parse_yaml
 
-from .coco import CocoDataset, ImageRecord, write_coco_json
+from .coco import COCO_KEYPOINT_NAMES, COCO_SKELETON, CocoDataset, ImageRecord, flip_index, load_coco, write_coco_json
 
-__all__ = ["IMAGE_EXTS", "image_size", "load_yolo", "write_coco_json"]
+__all__ = ["IMAGE_EXTS", "image_size", "load_eval_split", "load_yolo", "write_coco_json"]
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -184,9 +185,47 @@ def load_yolo(data_yaml: Path, split: str = "val") -> CocoDataset:
         records.append(ImageRecord(i + 1, img, w, h, boxes, labels, np.zeros(len(labels), bool), kpts))
     first = Path(str(entries[0]))
     image_dir = first if first.is_absolute() else root / first
-    kpt_names = [f"kp{i}" for i in range(kpt_shape[0])] if kpt_shape else []
-    kn = cfg.get("kpt_names")
-    if kpt_shape and isinstance(kn, (list, dict)) and len(kn) == kpt_shape[0]:  # Ultralytics >= 8.3 key
-        kpt_names = [str(v) for v in (kn if isinstance(kn, list) else kn.values())]
+    kpt_names, skeleton = _keypoint_names(cfg, kpt_shape[0]) if kpt_shape else ([], [])
     return CocoDataset(names, list(range(1, len(names) + 1)), records, path,
-                       image_dir if image_dir.is_dir() else root, kpt_names, [])
+                       image_dir if image_dir.is_dir() else root, kpt_names, skeleton,
+                       _flip_idx(cfg, kpt_shape[0], path) if kpt_shape else None)
+
+
+def _flip_idx(cfg: dict[str, Any], k: int, path: Path) -> list[int] | None:
+    """The yaml's ``flip_idx`` (each keypoint's mirror twin, as Ultralytics uses it for flips), checked."""
+    fi = cfg.get("flip_idx")
+    if fi is None:
+        return None
+    ok = isinstance(fi, list) and all(isinstance(j, int) and not isinstance(j, bool) for j in fi)
+    if not (ok and sorted(fi) == list(range(k)) and all(fi[j] == i for i, j in enumerate(fi))):
+        raise UserError(f"{path}: flip_idx must pair the {k} keypoints (a list of 0..{k - 1} where "
+                        f"flip_idx[flip_idx[i]] == i), got {fi!r}")
+    return [int(j) for j in fi]
+
+
+def _keypoint_names(cfg: dict[str, Any], k: int) -> tuple[list[str], list[tuple[int, int]]]:
+    """Keypoint names (and skeleton) of a pose data.yaml: its ``kpt_names`` (Ultralytics >= 8.3; a list,
+    or per class ``{0: [...]}`` as in its coco-pose.yaml), else COCO's for 17 keypoints whose ``flip_idx``
+    (if any) is COCO's, else ``kp0..``. COCO's names bring COCO's skeleton (and, downstream, its sigmas)."""
+    kn = cfg.get("kpt_names")
+    if isinstance(kn, dict) and kn and all(isinstance(v, list) for v in kn.values()):
+        kn = kn[sorted(kn)[0]]  # per class: the first class's (edgevision has one keypoint set)
+    names = [f"kp{i}" for i in range(k)]
+    if isinstance(kn, list | dict) and len(kn) == k:
+        names = [str(v) for v in (kn if isinstance(kn, list) else kn.values())]
+    elif k == len(COCO_KEYPOINT_NAMES) and cfg.get("flip_idx") in (None, flip_index(COCO_KEYPOINT_NAMES)):
+        names = list(COCO_KEYPOINT_NAMES)
+    return names, (list(COCO_SKELETON) if names == COCO_KEYPOINT_NAMES else [])
+
+
+def load_eval_split(data: Path, split: str, images: Path | None, workdir: Path) -> CocoDataset:
+    """An evaluation split from a COCO json (``images``: its image folder, else found beside it) or a YOLO
+    ``data.yaml`` (its ``split``), as a ``CocoDataset`` whose ``ann_file`` pycocotools can read: a YOLO
+    split is written as COCO json under ``workdir``."""
+    path = Path(data)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return load_coco(path, images, "--images")
+    if images is not None:
+        raise UserError(f"--images {images}: a YOLO data.yaml names its own image folders ('{split}:' in {path})")
+    ds = load_yolo(path, split)
+    return load_coco(write_coco_json(ds, Path(workdir) / f"{split}.json"), ds.image_dir)

@@ -53,8 +53,8 @@ def prepare_data(cfg: DatasetConfig, cache: Cache, task: str = "detect") -> Prep
     elif cfg.kind == "coco":
         if cfg.train is None or cfg.val is None:  # guaranteed by the recipe schema
             raise UserError("dataset: kind 'coco' needs 'train' and 'val'")
-        train = load_coco(cfg.train.annotations, cfg.train.images)
-        val = load_coco(cfg.val.annotations, cfg.val.images)
+        train = load_coco(cfg.train.annotations, cfg.train.images, images_key="dataset.train.images")
+        val = load_coco(cfg.val.annotations, cfg.val.images, images_key="dataset.val.images")
     else:
         if cfg.data_yaml is None:
             raise UserError("dataset.data_yaml: required for kind 'yolo'")
@@ -72,7 +72,9 @@ def prepare_data(cfg: DatasetConfig, cache: Cache, task: str = "detect") -> Prep
         art = cache.run("data", {"kind": "yolo", "data_yaml": sha256_file(data_yaml), "labels": labels}, convert)
         train = load_coco(art.path("train.json"), ytrain.image_dir)
         val = load_coco(art.path("val.json"), yval.image_dir)
+        train.flip_idx, val.flip_idx = ytrain.flip_idx, yval.flip_idx  # COCO json has no place for it
     if train.class_names != val.class_names:
         raise UserError(f"{val.ann_file}: categories differ from {train.ann_file}")
-    digest = sha256_json([sha256_file(train.ann_file), sha256_file(val.ann_file)])
+    hashes = [sha256_file(train.ann_file), sha256_file(val.ann_file)]
+    digest = sha256_json(hashes if train.flip_idx is None else [*hashes, train.flip_idx])  # flips train
     return PreparedData(train, val, digest)

@@ -84,9 +84,11 @@ def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
         ds = DetectionDataset(data.train, recipe.input_size, augment=True, aug=aug)
         cfg = FitConfig(epochs=t.epochs, batch=t.batch, lr=t.lr, weight_decay=t.weight_decay,
                         warmup_epochs=t.warmup_epochs, optimizer=t.optimizer, ema=t.ema, seed=t.seed,
-                        num_threads=t.num_threads or (os.cpu_count() or 1), device=t.device)
+                        num_threads=t.num_threads or (os.cpu_count() or 1), device=t.device,
+                        time_budget_s=None if t.time is None else t.time * 3600)
+        of = "" if t.time else f"/{t.epochs}"  # a time budget has no fixed epoch count
         on_epoch = None if sys.stderr.isatty() else (  # the bar shows progress on a terminal; logs get lines
-            lambda i, loss, _m: cache.log(f"[train] epoch {i + 1}/{t.epochs} loss {loss:.3f}"))
+            lambda i, loss, _m: cache.log(f"[train] epoch {i + 1}{of} loss {loss:.3f}"))
         result = fit(model, ds, cfg, on_epoch=on_epoch)
         trained = result.model if result.model is not None else model
         kpts = keypoint_spec(data.train) if num_keypoints else None  # lets `edgevision export` write a pose sidecar
