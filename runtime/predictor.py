@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .backends import open_backend
 from .backends.base import Backend
+from .backends.choice import choose_backend
 from .bundle import Bundle
 from .errors import UserError
 from .postprocess import NMS_OUTPUT_NAMES, decode_nms, decode_yolo
@@ -46,7 +46,8 @@ class Predictor:
             raise UserError(f"{bundle.root}: output layout 'nms' needs the outputs {list(NMS_OUTPUT_NAMES)} "
                             f"(+ keypoints) in that order in output.names, got {side.output.names}")
         self.bundle = bundle
-        self.backend = backend if backend is not None else open_backend(bundle.model_path, kind=backend_kind)
+        # without a backend: the bundle's TensorRT engine for this machine or its ONNX (``choose_backend``)
+        self.backend = backend if backend is not None else choose_backend(bundle, backend_kind).open()
         self.input = side.input
         self.output_name = side.output.names[0]
         self.output_names = list(side.output.names)
