@@ -106,7 +106,7 @@ def _loop_fps(pred: Predictor, source: str, n: int) -> float:
     with open_source(source) as src:
         t0 = time.perf_counter()
         count = 0
-        for _, frame in zip(range(n), src, strict=False):
+        for _, frame in zip(range(n), src):
             pred.predict(frame.image)
             count += 1
     return count / max(time.perf_counter() - t0, 1e-9)
@@ -166,7 +166,7 @@ def bench_stream(path: str | Path | Bundle, source: str, *, frames: int | None =
             if src.is_live:
                 raise UserError(f"{source}: bench --source needs a file or folder (a live source has no fixed "
                                 "frame count to compare)")
-            images = [f.image for _, f in zip(range(8), src, strict=False)]
+            images = [f.image for _, f in zip(range(8), src)]
         if not images:
             raise UserError(f"{source}: no frames")
         tensors = [preds[0].preprocess(img)[0] for img in images]

@@ -86,7 +86,7 @@ class Pipeline:
                  status: bool = False, opencv_threads: int | None = 1, fresh_frames: bool = True) -> None:
         if drop_policy not in ("auto", "newest", "lossless"):
             raise UserError(f"drop_policy must be auto, newest or lossless, got {drop_policy!r}")
-        given = [model] if isinstance(model, Predictor) else list(model) if isinstance(model, list | tuple) else []
+        given = [model] if isinstance(model, Predictor) else list(model) if isinstance(model, (list, tuple)) else []
         self._given = bool(given)
         self.bundle = given[0].bundle if given else load_model(cast("Bundle | str | Path", model))
         self.source = open_source(source) if isinstance(source, str) else source

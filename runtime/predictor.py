@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Dict, Union
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from .results import Detections
 
 log = logging.getLogger("edgevision.predictor")
 
-Raw = np.ndarray | dict[str, np.ndarray]
+Raw = Union[np.ndarray, Dict[str, np.ndarray]]  # typing: a runtime alias on Python 3.8
 """What ``infer`` returns: the ``yolo`` head tensor, or the ``nms`` layout's outputs by name."""
 
 
@@ -107,7 +108,7 @@ class Predictor:
         else:
             dets = decode_yolo(raw, self.num_classes, self.num_keypoints, conf=self.conf, iou=self.iou,
                                max_det=self.max_det)
-        return [lb.unmap_detections(d) for d, lb in zip(dets, letterboxes, strict=True)]
+        return [lb.unmap_detections(d) for d, lb in zip(dets, letterboxes)]
 
     def predict(self, image: np.ndarray) -> Detections:
         tensor, lb = self.preprocess(image)

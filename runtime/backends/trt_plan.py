@@ -23,7 +23,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Tuple
 
 import numpy as np
 
@@ -52,7 +52,7 @@ __all__ = [
 FLAG_VERSION_COMPATIBLE = "version_compatible"
 FLAG_HARDWARE_COMPATIBLE = "hardware_compatible"
 
-Shape = tuple[int, ...]
+Shape = Tuple[int, ...]  # typing.Tuple: a runtime alias on Python 3.8
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def resolve_input_shapes(plan: BufferPlan, shapes: Mapping[str, Sequence[int]]) 
             raise UserError(
                 f"input {b.name!r}: expected {len(b.shape)}-D {list(b.tensor_spec().shape)}, got shape {list(shape)}"
             )
-        for axis, (got, want, lo, hi) in enumerate(zip(shape, b.shape, b.min_shape, b.alloc_shape, strict=True)):
+        for axis, (got, want, lo, hi) in enumerate(zip(shape, b.shape, b.min_shape, b.alloc_shape)):
             if want >= 0 and got != want:
                 raise UserError(f"input {b.name!r}: axis {axis} must be {want}, got shape {list(shape)}")
             if want < 0 and not lo <= got <= hi:
