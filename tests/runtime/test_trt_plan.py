@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 
@@ -24,7 +25,7 @@ from edgevision.runtime.backends.trt_plan import (
 from edgevision.runtime.bundle import EngineSpec
 from edgevision.runtime.errors import MissingDependencyError, UserError
 
-Shape = tuple[int, ...]
+Shape = Tuple[int, ...]  # typing.Tuple: these tests also run on Python 3.8
 
 
 class FakeView:
@@ -205,7 +206,7 @@ GATES = ["named_tensor_api", "binding_api", "builder_precision_flags", "int8_cal
 def test_capability_table(version: str, row: tuple[bool, ...]) -> None:
     caps = tv.capabilities(version)
     assert caps.supported
-    assert {g: getattr(caps, g) for g in GATES} == dict(zip(GATES, row, strict=True))
+    assert {g: getattr(caps, g) for g in GATES} == dict(zip(GATES, row)) and len(GATES) == len(row)
     assert tv.has_builder_precision_flags(version) is row[2]
     assert tv.supports_named_tensor_api(version) is row[0]
     assert tv.strongly_typed_only(version) is row[4]
