@@ -290,23 +290,36 @@ class FakeExecContext:
         return True
 
 
-def plan_bytes(scale: float = 2.0, batch: tuple[int, int] = (1, 4), dtype: str = "FLOAT") -> bytes:
-    """A fake plan: images [-1, 3, 4, 4] (batch within ``batch``) -> out = images * scale."""
+def plan_bytes(scale: float = 2.0, batch: tuple[int, int] = (1, 4), dtype: str = "FLOAT",
+               yolo: bool = False) -> bytes:
+    """A fake plan: images [-1, 3, 4, 4] (batch within ``batch``) -> out = images * scale; ``yolo``: a static
+    images [1, 3, 4, 4] -> output0 [1, 5, 3] of zeros (a one-class head with no detections)."""
     lo, hi = batch
-    spec = {"inputs": {"images": {"shape": [-1, 3, 4, 4], "dtype": dtype,
-                                  "profile": [[lo, 3, 4, 4], [lo, 3, 4, 4], [hi, 3, 4, 4]]}},
-            "outputs": {"out": {"like": "images", "dtype": dtype}}, "scale": scale}
+    spec: dict[str, Any] = {
+        "inputs": {"images": {"shape": [-1, 3, 4, 4], "dtype": dtype,
+                              "profile": [[lo, 3, 4, 4], [lo, 3, 4, 4], [hi, 3, 4, 4]]}},
+        "outputs": {"out": {"like": "images", "dtype": dtype}}, "scale": scale}
+    if yolo:
+        spec = {"inputs": {"images": {"shape": [1, 3, 4, 4]}}, "outputs": {"output0": {"shape": [1, 5, 3]}}}
     return b"FAKEPLAN" + json.dumps(spec).encode()
 
 
 @contextmanager
 def installed(monkeypatch: pytest.MonkeyPatch, version: str = "8.5.2.2", sm: tuple[int, int] = (8, 7),
               exec_delay: float = 0.0) -> Iterator[tuple[FakeTrt, FakeCuda]]:
-    """Install the fakes as ``tensorrt``, ``pycuda`` and ``pycuda.driver`` for the block."""
+    """Install the fakes as ``tensorrt``, ``pycuda``, ``pycuda.driver`` and a ``pycuda.compiler`` that cannot
+    compile (so the GPU letterbox kernel is unavailable and predictors preprocess on the CPU) for the block."""
     cuda = FakeCuda(sm)
     trt = FakeTrt(cuda, version, exec_delay)
     pycuda = types.ModuleType("pycuda")
     pycuda.driver = cuda  # type: ignore[attr-defined]
+    compiler = types.ModuleType("pycuda.compiler")
+
+    def source_module(*args: Any, **kwargs: Any) -> Any:  # as on a device whose PATH lacks nvcc
+        raise RuntimeError("nvcc compilation failed: nvcc not found")
+
+    compiler.SourceModule = source_module  # type: ignore[attr-defined]
+    monkeypatch.setitem(__import__("sys").modules, "pycuda.compiler", compiler)
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", trt)
     monkeypatch.setitem(__import__("sys").modules, "pycuda", pycuda)
     monkeypatch.setitem(__import__("sys").modules, "pycuda.driver", cuda)

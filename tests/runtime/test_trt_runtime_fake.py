@@ -240,3 +240,20 @@ def test_cli_run_tensorrt_mismatch_is_one_line(tmp_path: Path, monkeypatch: pyte
     err = capsys.readouterr().err.strip()
     assert code.value.code == 2 and "\n" not in err
     assert err.startswith("error: ") and err.endswith(f"edgevision engine {root} --device jetson-agx-orin-64gb")
+
+
+def test_cli_run_uses_the_engine_in_the_inference_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("cv2", reason="the pipeline's sources and preprocessing need OpenCV")
+    from edgevision.toolkit.cli import main
+
+    root = make_bundle(tmp_path / "b", [ORIN_JP5])
+    (root / ORIN_JP5["file"]).write_bytes(plan_bytes(yolo=True))
+    out = tmp_path / "out.jsonl"
+    with installed(monkeypatch, version="8.5.2.2", sm=(8, 7)) as (trt, cuda):
+        main(["run", str(root / ORIN_JP5["file"]), "--source", "synthetic://?frames=3&width=64&height=48",
+              "--sink", f"jsonl:{out}", "--no-status"])
+    assert len(out.read_text().splitlines()) == 3 and len(trt.executions) == 3
+    (ctx,) = cuda.contexts
+    assert ctx.creator != threading.get_ident()  # made by the pipeline's inference thread
+    assert ctx.destroyed and not ctx.leaked and {tid for tid, _ in trt.executions} == {ctx.creator}
