@@ -257,3 +257,15 @@ def test_cli_run_uses_the_engine_in_the_inference_thread(tmp_path: Path, monkeyp
     (ctx,) = cuda.contexts
     assert ctx.creator != threading.get_ident()  # made by the pipeline's inference thread
     assert ctx.destroyed and not ctx.leaked and {tid for tid, _ in trt.executions} == {ctx.creator}
+
+
+def test_pick_prefers_this_release_then_the_gpu(tmp_path: Path) -> None:
+    from edgevision.runtime.backends.choice import pick_engine
+
+    vc = {**ORIN_JP6, "file": "vc.engine", "tensorrt_version": "10.0.1.6", "flags": ["version_compatible"]}
+    dla = {**ORIN_JP6, "file": "dla.engine", "dla_core": 0}
+    root = make_bundle(tmp_path / "b", [vc, dla, ORIN_JP6])
+    assert pick_engine(load_bundle(root), "10.3.0.30", "8.7").file == ORIN_JP6["file"]
+    root2 = make_bundle(tmp_path / "b2", [vc, dla])
+    assert pick_engine(load_bundle(root2), "10.3.0.30", "8.7").file == "dla.engine"
+    assert pick_engine(load_bundle(root2), "10.4.0.1", "8.7").file == "vc.engine"  # only the VC plan runs there
