@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import open_backend
+from .backends.choice import choose_backend
 from .benchmark import measure, summarize
 from .bundle import Bundle
 from .errors import UserError
@@ -69,7 +69,7 @@ def bench_bundle(path: str | Path | Bundle, *, warmup: int = 10, iters: int = 10
     bundle = load_model(path)
     spec = bundle.sidecar.input
     n = _threads(threads)
-    be = open_backend(bundle.model_path, kind=backend, intra_op_threads=n)
+    be = choose_backend(bundle, backend).open(intra_op_threads=n)
     try:
         x = np.random.default_rng(0).random((1, 3, spec.height, spec.width), dtype=np.float32)
         feed = {spec.name: x.astype(spec.dtype)}
@@ -106,7 +106,7 @@ def _loop_fps(pred: Predictor, source: str, n: int) -> float:
     with open_source(source) as src:
         t0 = time.perf_counter()
         count = 0
-        for _, frame in zip(range(n), src, strict=False):
+        for _, frame in zip(range(n), src):
             pred.predict(frame.image)
             count += 1
     return count / max(time.perf_counter() - t0, 1e-9)
@@ -156,19 +156,17 @@ def bench_stream(path: str | Path | Bundle, source: str, *, frames: int | None =
     """
     bundle = load_model(path)
     n_threads = _threads(threads)
-    k, opts = plan_inference(bundle.model_path, backend, throughput=True, threads=n_threads, replicas=replicas)
-    preds = [Predictor(bundle, open_backend(bundle.model_path, kind=backend, **opts)) for _ in range(k)]
-    single = preds if k == 1 else [Predictor(bundle, open_backend(bundle.model_path, kind=backend,
-                                                                  **plan_inference(bundle.model_path, backend,
-                                                                                   throughput=False,
-                                                                                   threads=n_threads,
-                                                                                   replicas=1)[1]))]
+    choice = choose_backend(bundle, backend)
+    k, opts = plan_inference(choice.path, choice.kind, throughput=True, threads=n_threads, replicas=replicas)
+    preds = [Predictor(bundle, choice.open(**opts)) for _ in range(k)]
+    one_opts = plan_inference(choice.path, choice.kind, throughput=False, threads=n_threads, replicas=1)[1]
+    single = preds if k == 1 else [Predictor(bundle, choice.open(**one_opts))]
     try:
         with open_source(source) as src:
             if src.is_live:
                 raise UserError(f"{source}: bench --source needs a file or folder (a live source has no fixed "
                                 "frame count to compare)")
-            images = [f.image for _, f in zip(range(8), src, strict=False)]
+            images = [f.image for _, f in zip(range(8), src)]
         if not images:
             raise UserError(f"{source}: no frames")
         tensors = [preds[0].preprocess(img)[0] for img in images]

@@ -108,9 +108,11 @@ class Sidecar(_Model):
 class Bundle:
     """A validated bundle directory."""
 
-    def __init__(self, root: Path, sidecar: Sidecar) -> None:
+    def __init__(self, root: Path, sidecar: Sidecar, engine_file: str | None = None) -> None:
         self.root = root
         self.sidecar = sidecar
+        #: set when a plain plan file was opened (``model_plan.load_model``): run that engine of ``engines``
+        self.engine_file = engine_file
 
     @property
     def model_path(self) -> Path:

@@ -19,9 +19,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict
 
-Entry = dict[str, Any]
+Entry = Dict[str, Any]  # typing.Dict: a runtime alias on Python 3.8
 
 NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 DT_MODEL = Path("/proc/device-tree/model")
@@ -67,8 +67,9 @@ def _missing(name: str, hint: str) -> Entry:
 
 
 def _python() -> Entry:
-    ok = sys.version_info >= (3, 10)
-    detail = sys.executable + ("" if ok else " (needs >= 3.10)")
+    ok = sys.version_info >= (3, 8)  # the runtime: 3.8 is JetPack 5's Python; the toolkit needs 3.10
+    detail = sys.executable + ("" if sys.version_info >= (3, 10) else
+                               " (runtime only: the toolkit needs >= 3.10)" if ok else " (needs >= 3.8)")
     return _entry("python", platform.python_version(), ok, detail)
 
 
@@ -150,7 +151,8 @@ def _opencv(is_jetson: bool) -> Entry:
 
 def _tensorrt() -> Entry:
     if not _present("tensorrt"):
-        return _missing("tensorrt", "pip install 'edgevision[tensorrt]'; on Jetson it comes with JetPack")
+        return _missing("tensorrt", "on Jetson it comes with JetPack (python3-libnvinfer; make the venv with "
+                        "--system-site-packages); elsewhere pip install tensorrt")
     dist = _dist_version("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11")
     try:
         import tensorrt
@@ -205,7 +207,7 @@ def query_nvidia_smi(timeout: float = SMI_TIMEOUT_S) -> list[dict[str, str]]:
         if proc.returncode == 0:
             keys = ["name", "driver", "memory_mib", "compute_cap"][: len(wanted)]
             rows = [[c.strip() for c in line.split(",")] for line in proc.stdout.splitlines() if line.strip()]
-            return [dict(zip(keys, row, strict=True)) for row in rows if len(row) == len(keys)]
+            return [dict(zip(keys, row)) for row in rows if len(row) == len(keys)]
     return []
 
 
@@ -271,6 +273,6 @@ def format_report(info: dict[str, Entry]) -> str:
     rows = [("component", "version", "ok", "detail")]
     rows += [(e["name"], e["version"] or "-", "yes" if e["ok"] else "no", e["detail"]) for e in info.values()]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3] for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 6)
     return "\n".join(line.rstrip() for line in lines)

@@ -24,8 +24,8 @@ class UserError(EdgevisionError):
 class MissingDependencyError(UserError):
     """An optional dependency is absent (or present but broken); the message carries the ``pip install`` line."""
 
-    def __init__(self, module: str, extra: str, why: str = "", *, broken: str = "") -> None:
-        hint = f"pip install 'edgevision[{extra}]'"
+    def __init__(self, module: str, extra: str, why: str = "", *, broken: str = "", hint: str = "") -> None:
+        hint = hint or f"pip install 'edgevision[{extra}]'"
         detail = f" ({why})" if why else ""
         if broken:
             msg = f"{module} is installed but failed to load ({broken}){detail}; reinstall it with: {hint}"
@@ -36,7 +36,7 @@ class MissingDependencyError(UserError):
         self.extra = extra
 
 
-def dependency_error(exc: ImportError, module: str, extra: str, why: str = "") -> BaseException:
+def dependency_error(exc: ImportError, module: str, extra: str, why: str = "", *, hint: str = "") -> BaseException:
     """What a failed lazy import should raise (``raise dependency_error(exc, ...) from exc``).
 
     Ctrl-C while a C extension initialises surfaces as ``ImportError: initialization failed`` chained from
@@ -51,8 +51,8 @@ def dependency_error(exc: ImportError, module: str, extra: str, why: str = "") -
             return KeyboardInterrupt()
         seen = seen.__cause__ or seen.__context__
     if isinstance(exc, ModuleNotFoundError):
-        return MissingDependencyError(module, extra, why)
-    return MissingDependencyError(module, extra, why, broken=str(exc) or type(exc).__name__)
+        return MissingDependencyError(module, extra, why, hint=hint)
+    return MissingDependencyError(module, extra, why, broken=str(exc) or type(exc).__name__, hint=hint)
 
 
 class InternalError(EdgevisionError):

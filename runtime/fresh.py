@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Tuple, cast
 
 from .channel import EMPTY, END, Channel
 from .frames import Frame
 
 __all__ = ["FreshFrames"]
 
-Item = tuple[int, Frame]  # (sequence number, frame) as the capture stage queues them
+Item = Tuple[int, Frame]  # (sequence number, frame) as the capture stage queues them
 
 
 class FreshFrames:

@@ -1,10 +1,11 @@
 """What a pipeline or benchmark runs: the model to load and how many inference replicas to open.
 
-``load_model`` accepts a bundle directory or a bare ``.onnx`` file (its sidecar synthesised from the model's
-own metadata); ``plan_inference`` splits the CPU budget between inference replicas: on a CPU-only ONNX
-Runtime with two or more cores, throughput runs (files, folders, ``bench``) use two sessions with half the
-threads each, because one session using every core stalls at each operator whenever decoding takes a core
-(the measurements are in ``pipeline.py`` and ``bench.py``); live sources use one session for the lowest latency.
+``load_model`` accepts a bundle directory, a bare ``.onnx`` file (its sidecar synthesised from the model's
+own metadata) or a plain TensorRT plan with its bundle's sidecar beside it (that engine is then the one run).
+``plan_inference`` splits the CPU budget between inference replicas: on a CPU-only ONNX Runtime with two or
+more cores, throughput runs (files, folders, ``bench``) use two sessions with half the threads each, because
+one session using every core stalls at each operator whenever decoding takes a core (the measurements are in
+``pipeline.py`` and ``bench.py``); live sources use one session for the lowest latency.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .backends import ENGINE_SUFFIXES
 from .bundle import Bundle
+from .errors import UserError
 
 __all__ = ["load_model", "plan_inference"]
 
 
 def load_model(model: Bundle | str | Path) -> Bundle:
-    """A bundle directory, or a bare ``.onnx`` file (its sidecar synthesised from its metadata)."""
+    """A bundle directory, a bare ``.onnx`` file (its sidecar synthesised from its metadata), or a plan file
+    (``.engine``/``.plan``/``.trt``) whose bundle sidecar lies beside it."""
     if isinstance(model, Bundle):
         return model
     path = Path(model)
@@ -27,8 +31,15 @@ def load_model(model: Bundle | str | Path) -> Bundle:
         from .onnx_meta import bundle_from_onnx
 
         return bundle_from_onnx(path)
-    from .bundle import load_bundle
+    from .bundle import SIDECAR_NAME, load_bundle
 
+    if path.suffix.lower() in ENGINE_SUFFIXES and path.is_file():
+        if not (path.parent / SIDECAR_NAME).is_file():
+            raise UserError(f"{path}: a TensorRT plan runs with its bundle's {SIDECAR_NAME} beside it (it says the "
+                            f"input, classes and postprocessing); none in {path.parent}")
+        bundle = load_bundle(path.parent)
+        bundle.engine_file = path.name
+        return bundle
     return load_bundle(path)
 
 

@@ -87,7 +87,7 @@ def parse_names(value: str | Sequence[str] | dict[Any, str], source: str = "name
             ids = [k for k, _ in items]
             raise UserError(f"{source}: class ids must be 0..{len(items) - 1} without gaps, got {ids}")
         return [v for _, v in items]
-    if isinstance(obj, list | tuple) and obj and all(isinstance(n, str) and n for n in obj):
+    if isinstance(obj, (list, tuple)) and obj and all(isinstance(n, str) and n for n in obj):
         return [str(n) for n in obj]
     raise UserError(f"{source}: expected class names as a dict {{0: 'name', ...}} or a list, got {value!r:.60}")
 
@@ -96,7 +96,7 @@ def _imgsz(value: Any, source: str) -> tuple[int, int]:
     v = _literal(value, "imgsz", source) if isinstance(value, str) else value
     if isinstance(v, int):
         v = [v, v]
-    if not (isinstance(v, list | tuple) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)):
+    if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)):
         raise UserError(f"{source}: imgsz must be one positive int or [h, w], got {value!r}")
     return int(v[0]), int(v[1])
 
@@ -150,7 +150,7 @@ def sidecar_from_onnx(
     nk = 0
     if task == "pose":
         kpt = _literal(meta["kpt_shape"], "kpt_shape", src) if "kpt_shape" in meta else None
-        if not (isinstance(kpt, list | tuple) and len(kpt) == 2 and kpt[1] == 3):
+        if not (isinstance(kpt, (list, tuple)) and len(kpt) == 2 and kpt[1] == 3):
             raise UserError(f"{src}: pose models need metadata kpt_shape [K, 3] (x, y, visibility), got {kpt!r}")
         nk = int(kpt[0])
     channels = out.shape[1] if len(out.shape) == 3 and isinstance(out.shape[1], int) else None

@@ -47,6 +47,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
 
+from .backends.choice import choose_backend
 from .bundle import Bundle
 from .channel import END, Channel
 from .errors import InternalError, UserError
@@ -85,7 +86,7 @@ class Pipeline:
                  status: bool = False, opencv_threads: int | None = 1, fresh_frames: bool = True) -> None:
         if drop_policy not in ("auto", "newest", "lossless"):
             raise UserError(f"drop_policy must be auto, newest or lossless, got {drop_policy!r}")
-        given = [model] if isinstance(model, Predictor) else list(model) if isinstance(model, list | tuple) else []
+        given = [model] if isinstance(model, Predictor) else list(model) if isinstance(model, (list, tuple)) else []
         self._given = bool(given)
         self.bundle = given[0].bundle if given else load_model(cast("Bundle | str | Path", model))
         self.source = open_source(source) if isinstance(source, str) else source
@@ -93,17 +94,18 @@ class Pipeline:
         self.newest = drop_policy == "newest" or (drop_policy == "auto" and self.source.is_live)
         self.max_frames = max_frames
         self._backend_opts: dict[str, Any] = {}
-        if given:
+        self._choice = None if given else choose_backend(self.bundle, backend)
+        if self._choice is None:
             self._replicas = len(given)
         else:
             self._replicas, self._backend_opts = plan_inference(
-                self.bundle.model_path, backend, throughput=not self.newest, threads=threads, replicas=replicas)
+                self._choice.path, self._choice.kind, throughput=not self.newest, threads=threads, replicas=replicas)
             if self.newest:
                 self._replicas = 1  # one frame in flight: the lowest latency, nothing to reorder
         self._predictors: list[Predictor | None] = list(given) or [None] * self._replicas
         self._pred_opts: dict[str, Any] = {"conf": conf, "iou": iou, "max_det": max_det}
-        self._backend_kind = backend
-        self.metrics = Metrics(source=self.source.uri, model=str(self.bundle.model_path), live=self.source.is_live)
+        model_file = self._choice.path if self._choice is not None else self.bundle.model_path
+        self.metrics = Metrics(source=self.source.uri, model=str(model_file), live=self.source.is_live)
         cap = 1 if self.newest else max(queue_size, self._replicas)
         self._chans = [Channel(cap, self.newest, self.metrics.add_dropped) for _ in range(4)]
         self._out: Channel | None = None
@@ -116,12 +118,10 @@ class Pipeline:
         self._status = StatusPrinter(self.metrics) if status else None
         self._opencv_threads = opencv_threads
         self._fresh = FreshFrames(self.metrics.add_dropped) if fresh_frames and self.newest else None
-        if given:
+        if self._choice is None:
             device_pre = all(p.device_preprocess for p in given)
         else:
-            from .backends import resolve_kind
-
-            device_pre = resolve_kind(self.bundle.model_path, backend) == "tensorrt"
+            device_pre = self._choice.kind == "tensorrt"
         # the inference thread preprocesses (no preprocess thread): newest policy, or preprocessing on the GPU
         self._inline_pre = self.newest or device_pre
 
@@ -172,10 +172,8 @@ class Pipeline:
         inp, out = self._chans[0 if inline else 1], self._chans[2]
         own = not self._given
         try:
-            if own:
-                from .backends import open_backend
-
-                be = open_backend(self.bundle.model_path, kind=self._backend_kind, **self._backend_opts)
+            if own and self._choice is not None:
+                be = self._choice.open(**self._backend_opts)  # in this thread: TensorRT's context is made here
                 self._predictors[replica] = Predictor(self.bundle, be, **self._pred_opts)
             pred = self._predictors[replica]
             if pred is None:  # pragma: no cover - set just above or given

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Dict, Union
 
 import numpy as np
 
-from .backends import open_backend
 from .backends.base import Backend
+from .backends.choice import choose_backend
 from .bundle import Bundle
 from .errors import UserError
 from .postprocess import NMS_OUTPUT_NAMES, decode_nms, decode_yolo
@@ -23,7 +24,7 @@ from .results import Detections
 
 log = logging.getLogger("edgevision.predictor")
 
-Raw = np.ndarray | dict[str, np.ndarray]
+Raw = Union[np.ndarray, Dict[str, np.ndarray]]  # typing: a runtime alias on Python 3.8
 """What ``infer`` returns: the ``yolo`` head tensor, or the ``nms`` layout's outputs by name."""
 
 
@@ -47,7 +48,8 @@ class Predictor:
             raise UserError(f"{bundle.root}: output layout 'nms' needs the outputs {list(NMS_OUTPUT_NAMES)} "
                             f"(+ keypoints) in that order in output.names, got {side.output.names}")
         self.bundle = bundle
-        self.backend = backend if backend is not None else open_backend(bundle.model_path, kind=backend_kind)
+        # without a backend: the bundle's TensorRT engine for this machine or its ONNX (``choose_backend``)
+        self.backend = backend if backend is not None else choose_backend(bundle, backend_kind).open()
         self.input = side.input
         self.output_name = side.output.names[0]
         self.output_names = list(side.output.names)
@@ -108,7 +110,7 @@ class Predictor:
         else:
             dets = decode_yolo(raw, self.num_classes, self.num_keypoints, conf=self.conf, iou=self.iou,
                                max_det=self.max_det, multi_label=self.multi_label)
-        return [lb.unmap_detections(d) for d, lb in zip(dets, letterboxes, strict=True)]
+        return [lb.unmap_detections(d) for d, lb in zip(dets, letterboxes)]
 
     def predict(self, image: np.ndarray) -> Detections:
         tensor, lb = self.preprocess(image)

@@ -15,9 +15,10 @@ OpenCV is imported lazily so that ``import edgevision.runtime`` stays cheap; the
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 import numpy as np
 
@@ -148,7 +149,7 @@ class InputSpecLike(Protocol):
     def dtype(self) -> str: ...  # "float32" | "float16" | "uint8"
 
 
-Floats = Sequence[float] | np.ndarray
+Floats = Union[typing.Sequence[float], np.ndarray]  # typing's generics: a runtime alias on Python 3.8
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ def _blob_cv2(images: list[np.ndarray], n: _Norm) -> Any:
     order = (2, 1, 0) if n.rgb else (0, 1, 2)  # source is BGR
     # (x * scale - mean) / std == x * (scale / std) - mean / std
     mul = [np.float32(n.scale / s) for s in n.std]
-    sub = [np.float32(m / s) for m, s in zip(n.mean, n.std, strict=True)]
+    sub = [np.float32(m / s) for m, s in zip(n.mean, n.std)]
     for i, img in enumerate(images):
         planes = cv2.split(img)
         for c, src in enumerate(order):

@@ -16,9 +16,9 @@ when used) and launches it on a stream.
 
 from __future__ import annotations
 
-import importlib.resources
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,7 @@ _COEF_SCALE = 2048  # OpenCV INTER_RESIZE_COEF_SCALE (11-bit weights)
 
 def kernel_source() -> str:
     """The CUDA source of the preprocessing kernels (packaged next to this module)."""
-    return importlib.resources.files(__package__ or "edgevision.runtime").joinpath(KERNEL_FILE).read_text()
+    return Path(__file__).with_name(KERNEL_FILE).read_text()  # (importlib.resources.files: Python 3.9+)
 
 
 def resize_tables(src: int, dst: int, *, clamp_weights: bool) -> np.ndarray:
@@ -140,7 +140,7 @@ def plan_letterbox(
     lb = letterbox_geometry(in_h, in_w, out_h, out_w)
     new_h, new_w = lb.resized_shape
     k = [np.float32(scale / sd) for sd in s]
-    b = [np.float32(-mu / sd) for mu, sd in zip(m, s, strict=True)]
+    b = [np.float32(-mu / sd) for mu, sd in zip(m, s)]
     ints = (in_w * 3, out_h, out_w, int(lb.pad_y), int(lb.pad_x), new_h, new_w, int(pad), int(bool(rgb)))
     scalars = (*(np.int32(v) for v in ints), *k, *b)
     grid = (-(-out_w // BLOCK[0]), -(-out_h // BLOCK[1]), 1)

@@ -17,7 +17,7 @@ from .errors import InternalError
 
 
 def _check(name: str, arr: np.ndarray, shape: tuple[int | None, ...]) -> None:
-    ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape, strict=True))
+    ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
     if not ok:
         want = "[" + ", ".join("N" if s is None else str(s) for s in shape) + "]"
         raise InternalError(f"Detections.{name}: expected shape {want}, got {list(arr.shape)}")

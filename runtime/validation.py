@@ -37,7 +37,9 @@ def format_loc(loc: Iterable[int | str]) -> str:
 def validation_line(source: str, err: ValidationError, hints: dict[str, str] | None = None) -> str:
     """The first error as one line naming ``source`` and the key path; ``hints`` add text by error type."""
     first = err.errors()[0]
-    msg = str(first["msg"]).removeprefix("Value error, ")
+    msg = str(first["msg"])
+    if msg.startswith("Value error, "):  # no str.removeprefix on Python 3.8
+        msg = msg[len("Value error, ") :]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     elif first["type"] == "missing":

@@ -24,12 +24,13 @@ import socket
 import socketserver
 import threading
 import time
+import typing
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Dict
 
 import numpy as np
 
@@ -44,7 +45,7 @@ from .viewer_page import PAGE_HTML
 __all__ = ["LiveViewer", "to_prometheus"]
 
 log = logging.getLogger(__name__)
-Snapshot = Callable[[], dict[str, Any]]
+Snapshot = typing.Callable[[], Dict[str, Any]]  # typing's: a runtime alias on Python 3.8
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Runtime-side commands, `run` and `bench`: they import only edgevision.runtime, never torch.
 
-Both take a bundle directory or a bare ``.onnx`` file; for the latter, ``--imgsz``/``--names``/``--task``
+Both take a bundle directory, a plain TensorRT plan with its bundle's sidecar beside it, or a bare ``.onnx``
+file; for the latter, ``--imgsz``/``--names``/``--task``
 fill in (or override) what the model's own metadata says (see ``edgevision.runtime.onnx_meta``).
 """
 
@@ -75,7 +76,8 @@ def _setup_logging() -> None:
 @click.option("--warmup", type=click.IntRange(0), default=10, show_default=True)
 @click.option("--iters", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="0 = all cores.")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime"]), default="auto", show_default=True)
+@click.option("--backend", type=_BACKENDS, default="auto", show_default=True,
+              help="auto: the bundle's TensorRT engine for this device if one matches, else ONNX Runtime.")
 @click.option("--replicas", type=click.IntRange(1), default=None,
               help="With --source: inference sessions sharing --threads (default: 2 on a multi-core CPU).")
 @_onnx_options
@@ -123,7 +125,9 @@ def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, 
 @click.option("--conf", type=click.FloatRange(0, 1), default=None, help="Score threshold (default: bundle).")
 @click.option("--iou", type=click.FloatRange(0, 1, min_open=True), default=None, help="NMS IoU (default: bundle).")
 @click.option("--max-det", type=click.IntRange(1), default=None, help="Detections per frame (default: bundle).")
-@click.option("--backend", type=_BACKENDS, default="auto", show_default=True)
+@click.option("--backend", type=_BACKENDS, default="auto", show_default=True,
+              help="auto: the bundle's TensorRT engine for this device if one matches, else ONNX Runtime; "
+                   "tensorrt: that engine or an error with the command that rebuilds it.")
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
               help="CPU threads for inference (0 = all cores; files split them between 2 ONNX Runtime sessions).")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after N frames.")

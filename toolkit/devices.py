@@ -14,6 +14,7 @@ This module imports only pydantic, yaml and the standard library: ``edgevision d
 
 from __future__ import annotations
 
+import importlib
 import importlib.resources
 import re
 import sys
@@ -228,7 +229,10 @@ _HINTS = {"string_type": " (quote versions and SMs in YAML, e.g. \"8.7\")"}
 def _files(directory: Path | None) -> dict[str, Traversable]:
     """Profile name (file stem) -> file, from ``directory`` or the packaged ``edgevision.devices``."""
     if directory is None:
-        root: Traversable = importlib.resources.files(PACKAGE)
+        if sys.version_info >= (3, 9):
+            root: Traversable = importlib.resources.files(PACKAGE)
+        else:  # Python 3.8 (the runtime on JetPack 5): no importlib.resources.files; the package is a folder
+            root = Path(str(importlib.import_module(PACKAGE).__file__)).parent
     else:
         if not directory.is_dir():
             raise UserError(f"{directory}: device profile folder not found")

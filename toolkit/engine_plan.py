@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Tuple
 
 from edgevision.runtime.backends.trt_plan import FLAG_HARDWARE_COMPATIBLE
 from edgevision.runtime.backends.trt_version import (
@@ -57,7 +57,7 @@ __all__ = ["DEFAULT_WORKSPACE_MB", "ONNX_KINDS", "EnginePlan", "OnnxKind", "engi
 OnnxKind = Literal["fp32", "fp16", "qdq-int8"]
 ONNX_KINDS: tuple[str, ...] = ("fp32", "fp16", "qdq-int8")
 DEFAULT_WORKSPACE_MB = 1024
-Shape = tuple[int, ...]
+Shape = Tuple[int, ...]  # typing.Tuple: `edgevision engine` runs on Python 3.8 (JetPack 5)
 
 
 @dataclass(frozen=True)

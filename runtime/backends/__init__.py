@@ -1,5 +1,8 @@
 """Backends behind one interface; ``open_backend`` picks one by name or by the model file's suffix.
 
+For a bundle, ``choice.choose_backend`` decides first which file runs (its ONNX or the TensorRT plan that
+matches this machine) and opens it through ``open_backend``.
+
 Each backend module imports its heavy dependency (onnxruntime, tensorrt + pycuda) only when opened, so
 importing this package is free.
 """
@@ -13,10 +16,10 @@ from typing import Any
 from ..errors import MissingDependencyError, UserError
 from .base import Backend, TensorSpec
 
-__all__ = ["KINDS", "Backend", "TensorSpec", "open_backend", "resolve_kind"]
+__all__ = ["ENGINE_SUFFIXES", "KINDS", "Backend", "TensorSpec", "open_backend", "resolve_kind"]
 
 KINDS = ("auto", "onnxruntime", "tensorrt")
-_ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def _open_tensorrt(model_path: Path, **opts: Any) -> Backend:
@@ -36,7 +39,7 @@ def resolve_kind(model_path: str | Path, kind: str = "auto") -> str:
     if kind not in KINDS:
         raise UserError(f"unknown backend {kind!r}; choose one of {', '.join(KINDS)}")
     if kind == "auto":
-        return "tensorrt" if Path(model_path).suffix.lower() in _ENGINE_SUFFIXES else "onnxruntime"
+        return "tensorrt" if Path(model_path).suffix.lower() in ENGINE_SUFFIXES else "onnxruntime"
     return kind
 
 

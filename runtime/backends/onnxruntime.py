@@ -49,7 +49,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _spec(arg: Any) -> TensorSpec:
-    kind = str(arg.type).removeprefix("tensor(").removesuffix(")")
+    kind = str(arg.type)
+    if kind.startswith("tensor(") and kind.endswith(")"):  # no str.removeprefix on Python 3.8
+        kind = kind[len("tensor(") : -1]
     shape = tuple(d if isinstance(d, int) else (d or "?") for d in (arg.shape or ()))
     return TensorSpec(arg.name, shape, _DTYPES.get(kind, kind))
 
@@ -141,7 +143,7 @@ class OrtBackend(Backend):
             shapes = {k: list(v.shape) for k, v in ready.items()}
             msg = f"{self.model_path}: inference failed for inputs {shapes}: {_first_line(exc)}"
             raise UserError(msg) from None
-        return dict(zip(self._out_names, outs, strict=True))
+        return dict(zip(self._out_names, outs))
 
     def close(self) -> None:
         self._session = None

@@ -12,9 +12,16 @@ buffers (``pagelocked_empty``), device buffers (``mem_alloc``) bound once with `
 All decisions (what to allocate, whether a feed's shapes fit, whether the engine matches this GPU and
 TensorRT) live in ``trt_plan`` as pure, tested functions; version gates in ``trt_version``.
 
-The CUDA context is created (``Device(n).make_context()``) and left current in the thread that
-constructs the backend: construct it in the thread that runs inference (the pipeline does). Calls from
-another thread still work: they push/pop the context around the call.
+Dtypes are mapped by ``DataType`` member name, not ``trt.nptype``: TensorRT 8.5's ``nptype`` table names
+``np.bool``, which numpy >= 1.24 removed, so the call raises AttributeError on JetPack 5 with a current numpy.
+
+CUDA context (pycuda): each backend owns one context (``Device(n).make_context()``), made current only while
+the backend works: every call pushes it and pops it again, so two backends created in one thread never run
+under each other's context, and a call from any thread runs under the right one. A lock serialises calls
+(one TensorRT execution context and one set of buffers cannot serve two threads at once). ``close`` pushes
+the context before ``detach``: pycuda destroys a context that is current in the calling thread, but silently
+leaks one that belongs to another thread and is not current (``context::detach`` in pycuda's cuda.hpp), which
+is what ``close`` from another thread or ``__del__`` on the garbage collector's thread used to do.
 """
 
 from __future__ import annotations
@@ -30,17 +37,31 @@ import numpy as np
 from ..errors import InternalError, UserError, dependency_error
 from ..preprocess import InputSpecLike, Letterbox
 from .base import Backend
-from .trt_plan import BufferSpec, EngineRecord, TensorInfo, check_engine_compat, plan_buffers, resolve_input_shapes
+from .trt_plan import (
+    FLAG_VERSION_COMPATIBLE,
+    BufferSpec,
+    EngineRecord,
+    TensorInfo,
+    check_engine_compat,
+    plan_buffers,
+    resolve_input_shapes,
+)
 from .trt_version import require_supported
 
 __all__ = ["TrtBackend"]
+
+
+# TensorRT's Python module is not a pip dependency (the registry's wheels do not build for Jetson): it comes
+# with JetPack, in the system site-packages, which the venv must see.
+TENSORRT_HINT = ("`sudo apt install python3-libnvinfer` on Jetson (JetPack's own; make the venv with "
+                 "`python3 -m venv --system-site-packages`), `pip install tensorrt` for your CUDA elsewhere")
 
 
 def _import() -> tuple[Any, Any]:
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise dependency_error(exc, "tensorrt", "tensorrt") from exc
+        raise dependency_error(exc, "tensorrt", "tensorrt", hint=TENSORRT_HINT) from exc
     try:
         import pycuda.driver as cuda
     except ImportError as exc:
@@ -48,11 +69,22 @@ def _import() -> tuple[Any, Any]:
     return trt, cuda
 
 
-def _dtype_name(trt: Any, dt: Any) -> str:
-    try:
-        return np.dtype(trt.nptype(dt)).name
-    except TypeError:  # BF16, FP8, INT4: no numpy type
-        return str(dt).rsplit(".", 1)[-1].lower()
+# TensorRT DataType member -> numpy dtype name; the others (BF16, FP8, INT4, FP4) have no numpy type and keep
+# TensorRT's name, which ``trt_plan`` refuses with a one-line error.
+_NUMPY_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32", "INT64": "int64",
+                 "BOOL": "bool", "UINT8": "uint8", "DOUBLE": "float64"}
+
+
+def _dtype_name(dt: Any) -> str:
+    name = str(getattr(dt, "name", "") or str(dt).rsplit(".", 1)[-1])
+    return _NUMPY_DTYPES.get(name.upper(), name.lower())
+
+
+def probe(device: int = 0) -> tuple[str, str]:
+    """(TensorRT version, GPU SM as "8.7") of this machine, without creating a CUDA context."""
+    trt, cuda = _import()
+    dev = TrtBackend._device(cuda, device)
+    return str(trt.__version__), "{}.{}".format(*dev.compute_capability())
 
 
 class _EngineView:
@@ -72,7 +104,7 @@ class _EngineView:
             if is_input and any(d < 0 for d in shape):
                 lo, opt, hi = eng.get_tensor_profile_shape(name, 0)
                 profile = (tuple(lo), tuple(opt), tuple(hi))
-            out.append(TensorInfo(name, is_input, shape, _dtype_name(trt, eng.get_tensor_dtype(name)), profile))
+            out.append(TensorInfo(name, is_input, shape, _dtype_name(eng.get_tensor_dtype(name)), profile))
         return out
 
     def output_shapes(self, input_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
@@ -119,10 +151,14 @@ class TrtBackend(Backend):
                 bundle=bundle_dir or self.engine_path.parent,
                 this_profile=device_profile,
             )
-        self._ctx = dev.make_context()  # current in this thread from here on
-        self._owner = threading.get_ident()
+        self._version_compatible = sidecar_engine is not None and FLAG_VERSION_COMPATIBLE in sidecar_engine.flags
+        self._lock = threading.Lock()
+        self._ctx = dev.make_context()  # pushed: current in this thread until the pop below
         try:
-            self._load(trt, cuda)
+            try:
+                self._load(trt, cuda)
+            finally:
+                cuda.Context.pop()  # from now on current only inside _current()
         except BaseException:
             self.close()
             raise
@@ -141,6 +177,8 @@ class TrtBackend(Backend):
     def _load(self, trt: Any, cuda: Any) -> None:
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        if self._version_compatible:  # the plan embeds its own lean runtime, which TensorRT runs only if allowed
+            self._runtime.engine_host_code_allowed = True
         self._engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if self._engine is None:
             raise UserError(
@@ -167,16 +205,15 @@ class TrtBackend(Backend):
 
     @contextlib.contextmanager
     def _current(self) -> Iterator[None]:
-        if self._ctx is None:
-            raise UserError("TensorRT backend is closed")
-        if threading.get_ident() == self._owner:
-            yield
-            return
-        self._ctx.push()
-        try:
-            yield
-        finally:
-            self._cuda.Context.pop()
+        """Hold the lock and make this backend's context current in the calling thread for the block."""
+        with self._lock:
+            if self._ctx is None:
+                raise UserError(f"{self.engine_path}: TensorRT backend used after close()")
+            self._ctx.push()
+            try:
+                yield
+            finally:
+                self._cuda.Context.pop()
 
     def _set_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
         for name, shape in shapes.items():  # static inputs never differ from their one shape
@@ -276,10 +313,17 @@ class TrtBackend(Backend):
         return self._gpu_pre[1]
 
     def close(self) -> None:
-        if self._ctx is None:
+        """Free the buffers and destroy the context; safe from any thread, idempotent."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # __init__ failed before the context existed
             return
-        try:
-            with self._current():
+        with lock:
+            ctx = self._ctx
+            if ctx is None:
+                return
+            self._ctx = None
+            ctx.push()  # current here, whichever thread this is: detach then destroys it (and pops it)
+            try:
                 pre, frame = getattr(self, "_gpu_pre", None), getattr(self, "_frame", None)
                 if pre is not None:
                     pre[1].close()
@@ -287,14 +331,11 @@ class TrtBackend(Backend):
                     frame[1].free()
                 for _, _, dev in self._bufs.values():
                     dev.free()
+            finally:
                 # TensorRT objects go before their context
                 self._bufs, self._gpu_pre, self._frame, self._gpu_module = {}, None, None, None
                 self._context = self._engine = self._runtime = self._stream = None
-        finally:
-            ctx, self._ctx = self._ctx, None
-            if threading.get_ident() == self._owner:
-                self._cuda.Context.pop()
-            ctx.detach()
+                ctx.detach()
 
     def __del__(self) -> None:  # best effort; prefer close() / the context manager
         with contextlib.suppress(Exception):

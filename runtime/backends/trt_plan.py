@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Tuple
 
 import numpy as np
 
 from ..errors import UserError
 from .base import TensorSpec
-from .trt_version import TrtVersion, parse_trt_version, supports_version_compatible
+from .trt_version import parse_trt_version, plan_runs_on, supports_hardware_compatible_on
 
 __all__ = [
     "FLAG_HARDWARE_COMPATIBLE",
@@ -51,7 +52,7 @@ __all__ = [
 FLAG_VERSION_COMPATIBLE = "version_compatible"
 FLAG_HARDWARE_COMPATIBLE = "hardware_compatible"
 
-Shape = tuple[int, ...]
+Shape = Tuple[int, ...]  # typing.Tuple: a runtime alias on Python 3.8
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def resolve_input_shapes(plan: BufferPlan, shapes: Mapping[str, Sequence[int]]) 
             raise UserError(
                 f"input {b.name!r}: expected {len(b.shape)}-D {list(b.tensor_spec().shape)}, got shape {list(shape)}"
             )
-        for axis, (got, want, lo, hi) in enumerate(zip(shape, b.shape, b.min_shape, b.alloc_shape, strict=True)):
+        for axis, (got, want, lo, hi) in enumerate(zip(shape, b.shape, b.min_shape, b.alloc_shape)):
             if want >= 0 and got != want:
                 raise UserError(f"input {b.name!r}: axis {axis} must be {want}, got shape {list(shape)}")
             if want < 0 and not lo <= got <= hi:
@@ -254,18 +255,12 @@ class EngineRecord(Protocol):
 
 def rebuild_command(bundle: str | Path, profile: str) -> str:
     """The command that builds an engine for ``profile`` from ``bundle`` (run it on the device)."""
-    return f"edgevision engine {bundle} --device {profile}"
-
-
-def _version_ok(built: TrtVersion, found: TrtVersion, flags: Sequence[str]) -> bool:
-    if FLAG_VERSION_COMPATIBLE in flags and supports_version_compatible(built):
-        return found >= built
-    return built.major_minor == found.major_minor
+    return f"edgevision engine {shlex.quote(str(bundle))} --device {shlex.quote(profile)}"
 
 
 def _sm_ok(built: str, found: str, flags: Sequence[str]) -> bool:
     if FLAG_HARDWARE_COMPATIBLE in flags:
-        return int(built.split(".")[0]) >= 8 and int(found.split(".")[0]) >= 8
+        return supports_hardware_compatible_on(built, found)
     return built == found
 
 
@@ -277,7 +272,7 @@ def check_engine_compat(
     bundle: str | Path = "BUNDLE",
     this_profile: str | None = None,
 ) -> None:
-    """Refuse an engine built for another TensorRT (major.minor) or another GPU SM.
+    """Refuse an engine built for another TensorRT release (``trt_version.plan_runs_on``) or another GPU SM.
 
     ``bundle`` goes into the rebuild command; ``this_profile`` is the device profile that matches this
     machine when the caller knows it (``edgevision doctor``). Without it the engine's own profile is
@@ -288,8 +283,8 @@ def check_engine_compat(
     built_sm, here_sm = normalize_sm(engine.gpu_sm), normalize_sm(found_sm)
     flags = list(engine.flags)
     problems = []
-    if not _version_ok(built_v, found_v, flags):
-        problems.append(f"TensorRT {built_v.major}.{built_v.minor} expected, {found_v} found")
+    if not plan_runs_on(built_v, found_v, version_compatible=FLAG_VERSION_COMPATIBLE in flags):
+        problems.append(f"TensorRT {built_v} expected, {found_v} found")
     if not _sm_ok(built_sm, here_sm, flags):
         problems.append(f"GPU SM {built_sm} expected, SM {here_sm} found")
     if not problems:

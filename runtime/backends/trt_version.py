@@ -45,8 +45,10 @@ __all__ = [
     "is_supported",
     "needs_explicit_batch_flag",
     "parse_trt_version",
+    "plan_runs_on",
     "require_supported",
     "strongly_typed_only",
+    "supports_hardware_compatible_on",
     "supports_named_tensor_api",
     "supports_strongly_typed_flag",
     "supports_version_compatible",
@@ -150,6 +152,36 @@ def has_builder_optimization_level(v: str | TrtVersion) -> bool:
 def supports_version_compatible(v: str | TrtVersion) -> bool:
     """``BuilderFlag.VERSION_COMPATIBLE`` plans (run on a newer runtime) and hardware compatibility: 8.6+."""
     return parse_trt_version(v) >= TrtVersion(8, 6)
+
+
+# Version-compatible plans across a major release, as the 11.4 support matrix lists them ("TensorRT 10
+# version-compatible engines can run with a TensorRT 11 runtime, and TensorRT 8 version-compatible engines can run
+# with a TensorRT 10 runtime. No other combination across major versions is supported"; 8.6's guide adds 8 -> 9).
+_CROSS_MAJOR_VC = {(8, 9), (8, 10), (9, 10), (10, 11)}
+# JetPack does not support hardware-compatible plans (the TensorRT developer guide: "hardware compatibility is
+# supported only for ... discrete GPUs"); Orin is SM 8.7 (Xavier, 7.2, is below Ampere anyway).
+_NO_HARDWARE_COMPAT_SMS = frozenset({"8.7"})
+
+
+def plan_runs_on(built: str | TrtVersion, found: str | TrtVersion, *, version_compatible: bool = False) -> bool:
+    """Whether a plan built by TensorRT ``built`` deserializes on TensorRT ``found``.
+
+    A plain plan needs the very same release: major.minor.patch, and the build number too when both strings
+    carry one ("10.3.0" recorded matches "10.3.0.30" found; "10.3.0.26" does not). A version-compatible plan
+    (built with 8.6+) runs on the same or a newer TensorRT of the same major, or across the pairs above.
+    """
+    b, f = parse_trt_version(built), parse_trt_version(found)
+    if version_compatible and supports_version_compatible(b):
+        return f >= b and (f.major == b.major or (b.major, f.major) in _CROSS_MAJOR_VC)
+    same = (b.major, b.minor, b.patch) == (f.major, f.minor, f.patch)
+    return same and (b.build == 0 or f.build == 0 or b.build == f.build)
+
+
+def supports_hardware_compatible_on(built_sm: str, found_sm: str) -> bool:
+    """A hardware-compatible (AMPERE_PLUS) plan runs on any SM >= 8.0 except Jetson's (``sm`` as "8.7")."""
+    if built_sm in _NO_HARDWARE_COMPAT_SMS or found_sm in _NO_HARDWARE_COMPAT_SMS:
+        return False
+    return int(built_sm.split(".")[0]) >= 8 and int(found_sm.split(".")[0]) >= 8
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,10 @@ from edgevision.runtime.predictor import Predictor
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("cv2")
-from edgevision.toolkit.nms_graph import NmsSettings, append_nms, nms_output_names  # noqa: E402
+pytestmark = pytest.mark.toolkit  # the NMS graph is the toolkit's (Python >= 3.10)
+_nms = pytest.importorskip("edgevision.toolkit.nms_graph", reason="needs the toolkit (Python >= 3.10)",
+                           exc_type=ImportError)
+NmsSettings, append_nms, nms_output_names = _nms.NmsSettings, _nms.append_nms, _nms.nms_output_names
 
 SOURCE = "synthetic://?width=64&height=48&frames=6&pool=2"
 

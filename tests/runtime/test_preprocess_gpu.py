@@ -9,8 +9,9 @@ on random frames; those tests skip with the reason where neither is usable.
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Tuple
 
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def _cpu(img: np.ndarray, dst: tuple[int, int], norm: Any, rgb: bool, pad: int, 
 
 def _emulate(img: np.ndarray, lc: LetterboxLaunch) -> np.ndarray:
     """The kernel's arithmetic in numpy (int64), from the launch's own tables and scalars."""
-    args = dict(zip(SCALAR_NAMES, lc.scalars, strict=True))
+    args = dict(zip(SCALAR_NAMES, lc.scalars))
     x, y = lc.xtab.astype(np.int64), lc.ytab.astype(np.int64)
     im = img.astype(np.int64)
 
@@ -109,7 +110,7 @@ def test_launch_arguments() -> None:
     lc = plan_letterbox(1080, 1920, 640, 640, 114, IMAGENET[0], IMAGENET[1], True, dtype="float16")
     assert lc.letterbox == letterbox_geometry(1080, 1920, 640, 640)
     assert lc.kernel == "letterbox_f16" and lc.dst_nbytes == 3 * 640 * 640 * 2 and lc.src_nbytes == 1080 * 1920 * 3
-    args = dict(zip(SCALAR_NAMES, lc.scalars, strict=True))
+    args = dict(zip(SCALAR_NAMES, lc.scalars))
     assert [type(args[n]) for n in SCALAR_NAMES] == [np.int32] * 9 + [np.float32] * 6
     assert (args["top"], args["left"], args["new_h"], args["new_w"], args["src_pitch"]) == (140, 0, 360, 640, 5760)
     assert args["k0"] == np.float32(1 / 255 / 0.229) and args["b2"] == np.float32(-0.406 / 0.225)
@@ -157,7 +158,7 @@ def test_emulated_kernel_random_sizes() -> None:
 
 # ---- the real kernel, on a GPU -------------------------------------------------------------------
 
-Runner = Callable[[np.ndarray, tuple[int, int], Any, bool, int, str], np.ndarray]
+Runner = typing.Callable[[np.ndarray, Tuple[int, int], Any, bool, int, str], np.ndarray]  # 3.8: typing's
 
 
 def _cupy_runner() -> tuple[Runner, Callable[[], None]]:

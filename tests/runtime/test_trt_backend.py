@@ -145,7 +145,7 @@ def test_infer_from_another_thread(dynamic_engine: Path) -> None:
 
 
 @pytest.mark.parametrize(("version", "sm", "message"), [
-    ("7.0.0", None, r"TensorRT 7.0 expected"),
+    ("7.0.0", None, r"TensorRT 7.0.0 expected"),
     (None, "1.0", r"GPU SM 1.0 expected"),
 ])  # fmt: skip
 def test_mismatched_sidecar_is_refused(dynamic_engine: Path, version: str | None, sm: str | None, message: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 
@@ -24,7 +25,7 @@ from edgevision.runtime.backends.trt_plan import (
 from edgevision.runtime.bundle import EngineSpec
 from edgevision.runtime.errors import MissingDependencyError, UserError
 
-Shape = tuple[int, ...]
+Shape = Tuple[int, ...]  # typing.Tuple: these tests also run on Python 3.8
 
 
 class FakeView:
@@ -205,7 +206,7 @@ GATES = ["named_tensor_api", "binding_api", "builder_precision_flags", "int8_cal
 def test_capability_table(version: str, row: tuple[bool, ...]) -> None:
     caps = tv.capabilities(version)
     assert caps.supported
-    assert {g: getattr(caps, g) for g in GATES} == dict(zip(GATES, row, strict=True))
+    assert {g: getattr(caps, g) for g in GATES} == dict(zip(GATES, row)) and len(GATES) == len(row)
     assert tv.has_builder_precision_flags(version) is row[2]
     assert tv.supports_named_tensor_api(version) is row[0]
     assert tv.strongly_typed_only(version) is row[4]
@@ -245,7 +246,15 @@ def test_normalize_sm_rejects(bad: str) -> None:
 
 def test_matching_engine_passes() -> None:
     check_engine_compat(_engine(), "10.3.0", (8, 7))
-    check_engine_compat(_engine(), "10.3.1.5", "87")  # a patch release of the same minor is accepted
+    check_engine_compat(_engine(), "10.3.0.30", "87")  # the build number is compared only when both record one
+    check_engine_compat(_engine("10.3.0.30"), "10.3.0.30", "8.7")
+
+
+@pytest.mark.parametrize("found", ["10.3.1.5", "10.3.0.26", "10.4.0"])
+def test_another_release_is_refused(found: str) -> None:
+    """TensorRT deserializes a plain plan only on the release that built it (patch and build included)."""
+    with pytest.raises(UserError, match=f"TensorRT 10.3.0.30 expected, {found} found"):
+        check_engine_compat(_engine("10.3.0.30"), found, "8.7")
 
 
 def test_tensorrt_mismatch_names_found_expected_and_rebuild() -> None:
@@ -253,7 +262,7 @@ def test_tensorrt_mismatch_names_found_expected_and_rebuild() -> None:
         check_engine_compat(_engine("10.3.0"), "8.6.1", "8.7", bundle="runs/bundle")
     msg = str(err.value)
     assert "model.jetson-orin-nano-8gb.engine" in msg
-    assert "TensorRT 10.3 expected, 8.6.1 found" in msg
+    assert "TensorRT 10.3.0 expected, 8.6.1 found" in msg
     # same GPU: the engine's own profile is the one to rebuild for
     assert msg.endswith("rebuild it on this device: edgevision engine runs/bundle --device jetson-orin-nano-8gb")
 
@@ -269,17 +278,21 @@ def test_sm_mismatch_names_found_expected_and_rebuild() -> None:
 
 
 def test_both_mismatches_reported_together() -> None:
-    with pytest.raises(UserError, match=r"TensorRT 8.5 expected, 10.3.0 found; GPU SM 7.2 expected, SM 8.9 found"):
+    with pytest.raises(UserError, match=r"TensorRT 8.5.2.2 expected, 10.3.0 found; GPU SM 7.2 expected, SM 8.9 found"):
         check_engine_compat(_engine("8.5.2.2", "7.2"), "10.3.0", "8.9")
 
 
 def test_version_compatible_plans_run_on_newer_tensorrt() -> None:
     vc = _engine("8.6.1", flags=[FLAG_VERSION_COMPATIBLE])
     check_engine_compat(vc, "10.3.0", "8.7")
-    with pytest.raises(UserError, match=r"TensorRT 8\.6 expected, 8\.5\.2 found"):
+    check_engine_compat(vc, "8.6.2", "8.7")
+    with pytest.raises(UserError, match=r"TensorRT 8\.6\.1 expected, 8\.5\.2 found"):
         check_engine_compat(vc, "8.5.2", "8.7")
     with pytest.raises(UserError):  # 8.5 could not build version-compatible plans: exact match needed
         check_engine_compat(_engine("8.5.2", flags=[FLAG_VERSION_COMPATIBLE]), "8.6.1", "8.7")
+    with pytest.raises(UserError):  # 8 -> 11 is no supported pair (the 11.4 support matrix)
+        check_engine_compat(vc, "11.1.0", "8.7")
+    check_engine_compat(_engine("10.3.0", flags=[FLAG_VERSION_COMPATIBLE]), "11.1.0", "8.7")  # 10 -> 11 is
 
 
 def test_hardware_compatible_plans_run_on_ampere_and_newer() -> None:
@@ -288,17 +301,20 @@ def test_hardware_compatible_plans_run_on_ampere_and_newer() -> None:
     check_engine_compat(hc, "10.3.0", "9.0")
     with pytest.raises(UserError, match=r"GPU SM 8\.6 expected, SM 7\.5 found"):
         check_engine_compat(hc, "10.3.0", "7.5")
+    with pytest.raises(UserError, match=r"GPU SM 8\.6 expected, SM 8\.7 found"):  # JetPack: no hardware compat
+        check_engine_compat(hc, "10.3.0", "8.7")
 
 
 def test_rebuild_command() -> None:
     assert rebuild_command("runs/b", "jetson-nano") == "edgevision engine runs/b --device jetson-nano"
+    assert rebuild_command("my runs/b'1", "jetson-nano") == "edgevision engine 'my runs/b'\"'\"'1' --device jetson-nano"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 def test_missing_tensorrt_is_a_clear_error(tmp_path: Path) -> None:
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"not a plan")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'edgevision\[tensorrt\]'"):
-        open_backend(plan)  # .engine -> tensorrt
+    with pytest.raises(MissingDependencyError, match=r"python3-libnvinfer.*--system-site-packages"):
+        open_backend(plan)  # .engine -> tensorrt (JetPack's module, not a pip extra)
     with pytest.raises(MissingDependencyError, match="tensorrt is not installed"):
         open_backend(plan, kind="tensorrt", sidecar_engine=_engine())
