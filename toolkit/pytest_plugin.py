@@ -11,18 +11,21 @@ whose option was not given is skipped, saying which option to pass. The helpers 
         assert_accuracy(edgevision_candidate, edgevision_baseline, tol_points=0.5)
         assert_latency(edgevision_candidate, edgevision_baseline, max_ratio=1.10)
 
-Importing this module is cheap (no torch, no ONNX Runtime until a latency check runs), because pytest loads
-it in every session of an environment where edgevision is installed.
+Importing this module is cheap and works on every Python the runtime supports (no torch, no ONNX Runtime,
+no toolkit module until a helper runs), because pytest loads it in every session of an environment where
+edgevision is installed, a Jetson's Python 3.8 included.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .manifest import Variant
-from .regress import Check, Tolerances, accuracy_checks, latency_check, open_side, size_checks
+if TYPE_CHECKING:
+    from .manifest import Variant
+    from .regress import Check
 
 __all__ = ["assert_accuracy", "assert_latency", "assert_size"]
 
@@ -53,6 +56,8 @@ def edgevision_baseline(request: pytest.FixtureRequest) -> Path:
 
 
 def _pairs(candidate: Path, baseline: Path) -> list[tuple[str, Path, Path, Variant, Variant]]:
+    from .regress import open_side
+
     cand, base = open_side(Path(candidate), "candidate"), open_side(Path(baseline), "baseline")
     common = [n for n in cand.variants if n in base.variants]
     if not common:
@@ -69,6 +74,8 @@ def _fail_on(checks: list[Check], strict: bool) -> None:
 
 def assert_accuracy(candidate: Path, baseline: Path, *, tol_points: float = 0.5, strict: bool = False) -> None:
     """Every common variant's metrics within ``tol_points`` below the baseline (above too with ``strict``)."""
+    from .regress import Tolerances, accuracy_checks
+
     tol = Tolerances(acc_tol=tol_points, strict=strict)
     checks = [c for n, _, _, cv, bv in _pairs(candidate, baseline)
               for c in accuracy_checks(n, cv, bv, tol)]
@@ -77,6 +84,8 @@ def assert_accuracy(candidate: Path, baseline: Path, *, tol_points: float = 0.5,
 
 def assert_size(candidate: Path, baseline: Path, *, tol: float = 0.05) -> None:
     """ONNX size, MACs and parameters of every common variant within ``tol`` relative growth."""
+    from .regress import Tolerances, size_checks
+
     t = Tolerances(size_tol=tol)
     _fail_on([c for n, _, _, cv, bv in _pairs(candidate, baseline)
               for c in size_checks(n, cv, bv, t)], strict=False)
@@ -85,6 +94,8 @@ def assert_size(candidate: Path, baseline: Path, *, tol: float = 0.05) -> None:
 def assert_latency(candidate: Path, baseline: Path, *, max_ratio: float = 1.10, rounds: int = 200,
                    threads: int = 0) -> None:
     """Timed side by side here: fails when the 95 % interval of the median ratio lies above ``max_ratio``."""
+    from .regress import Tolerances, latency_check
+
     t = Tolerances(max_latency_ratio=max_ratio)
     _fail_on([latency_check(n, cd, bd, t, rounds=rounds, threads=threads)
               for n, cd, bd, _, _ in _pairs(candidate, baseline)], strict=False)
