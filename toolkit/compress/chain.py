@@ -29,7 +29,7 @@ from .prune_config import PruneConfig
 from .quantize_config import QuantizeConfig
 
 INT8_NAME = "model.int8.onnx"
-QUANTIZE_ALGORITHM = 3  # bump when the quantizer's output changes for the same inputs (invalidates cached stages)
+QUANTIZE_ALGORITHM = 4  # bump when the quantizer's output changes for the same inputs (invalidates cached stages)
 FP16_NAME = "model.fp16.onnx"
 
 

@@ -7,7 +7,9 @@ activations, biases left in float (TensorRT's parser dequantizes INT8 only), the
 head's output convs kept in float (``qdq_graph.head_split``), and finally no Q/DQ between a conv and its
 activation (``qdq_place``: TensorRT's placement; the pairs ONNX Runtime's CPU kernels need travel in the
 model's metadata). Ranges are calibrated once and cached, so the sensitivity analysis and the
-accuracy-budget fallback re-quantize without re-running calibration.
+accuracy-budget fallback re-quantize without re-running calibration. Calibration itself streams the images
+in chunks (``calibration.calibrate``: memory bounded whatever ``calib_images``) and writes the cache that
+``quantize_static`` reads, so ``quantize_static`` never holds the calibration set.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from typing import Any
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.calibrate import save_tensors_data
 
 from edgevision.runtime.bundle import InputSpec
 from edgevision.runtime.errors import UserError
 
 from . import qdq_graph, qdq_place
-from .calibration import ImageReader
+from .calibration import ImageReader, calibrate
 from .quantize_config import QuantizeConfig
 
 _METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -87,11 +90,18 @@ class Quantizer:
         self.model = model
         self.src = workdir / "fp32_named.onnx"
         onnx.save(model, str(self.src))
-        self.reader = ImageReader(calib, spec)
+        self.calib = list(calib)
         self.cache = workdir / "calibration_ranges.json"
 
+    def calibrate(self) -> None:
+        """Ranges into ``self.cache`` (once), with the calibrator options ``quantize_static`` would pass."""
+        if not self.cache.is_file():
+            method = _METHODS[self.cfg.method]
+            ranges = calibrate(self.src, self.calib, self.spec, method, {"percentile": self.cfg.percentile})
+            save_tensors_data(ranges, self.cache)
+
     def quantize(self, dst: Path, exclude: Iterable[str]) -> Path:
-        self.reader.rewind()
+        self.calibrate()
         extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                                  "CalibPercentile": self.cfg.percentile}
         logger = logging.getLogger()
@@ -100,7 +110,7 @@ class Quantizer:
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 quantize_static(
-                    str(self.src), str(dst), self.reader, quant_format=QuantFormat.QDQ,
+                    str(self.src), str(dst), None, quant_format=QuantFormat.QDQ,
                     per_channel=self.cfg.per_channel,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=sorted(exclude),
                     calibrate_method=_METHODS[self.cfg.method], extra_options=extra,
