@@ -109,7 +109,7 @@ def _keypoints(meta: dict[str, str], nk: int, src: str) -> dict[str, Any]:
     raw = _literal(meta["kpt_names"], "kpt_names", src) if "kpt_names" in meta else None
     if isinstance(raw, dict) and raw:
         raw = raw[sorted(raw)[0]] if all(isinstance(k, int) for k in raw) else list(raw.values())
-    if isinstance(raw, list | tuple) and len(raw) == nk and all(isinstance(n, str) for n in raw):
+    if isinstance(raw, (list, tuple)) and len(raw) == nk and all(isinstance(n, str) for n in raw):
         names = [str(n) for n in raw]
         if names != spec["names"]:
             spec = {"names": names, "skeleton": [], "sigmas": []}
