@@ -63,6 +63,7 @@ __all__ = ["DropPolicy", "Pipeline"]
 
 log = logging.getLogger("edgevision.pipeline")
 DropPolicy = Literal["auto", "newest", "lossless"]
+STOP_TIMEOUT_S = 60.0  # the longest a stop waits for the stages to finish writing (then: alive_threads())
 
 
 class Pipeline:
@@ -105,11 +106,18 @@ class Pipeline:
         self._backend_kind = backend
         self.metrics = Metrics(source=self.source.uri, model=str(self.bundle.model_path), live=self.source.is_live)
         cap = 1 if self.newest else max(queue_size, self._replicas)
-        self._chans = [Channel(cap, self.newest, self.metrics.add_dropped) for _ in range(4)]
+        self._chans = [Channel(cap, self.newest, self.metrics.add_dropped) for _ in range(3)]
+        # postprocess -> sinks is lossless under both policies: a result counted as computed always reaches the
+        # sinks (a newest-policy drop here lost 131 of 46,172 results on a long overloaded run; issue #19)
+        self._chans.append(Channel(max(queue_size, self._replicas), False, self.metrics.add_dropped))
         self._out: Channel | None = None
         self._ready = threading.Event()
         self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
+        self.model_opened = False  # set once every inference replica opened its model
+        self._sinks_started = False
+        self._opened_n = 0
+        self._all_open = threading.Event()
         self._lock = threading.Lock()
         self._workers_left = self._replicas
         self._started = False
@@ -183,6 +191,10 @@ class Pipeline:
             if replica == 0:
                 self.metrics.info["backend"] = pred.backend.name
                 self._ready.set()
+            with self._lock:
+                self._opened_n += 1
+                if self._opened_n == self._replicas:
+                    self._all_open.set()
             while (item := inp.get()) is not END:
                 if self._fresh is not None:  # newest policy only (inline there)
                     item = self._fresh.pick(inp, item)
@@ -275,6 +287,7 @@ class Pipeline:
             if self._error is None:
                 self._error = exc
         self._ready.set()
+        self._all_open.set()
         self.source.close()
         for ch in (*self._chans, *([self._out] if self._out is not None else [])):
             ch.cancel()
@@ -304,16 +317,28 @@ class Pipeline:
             _cv2().setNumThreads(int(self._opencv_threads))
         if collect:
             self._out = Channel(self._chans[0].capacity, self.newest, self.metrics.add_dropped)
+        c = self._chans
+        first = c[0] if self._inline_pre else c[1]
+        # the model first: a model that cannot be opened fails here, before a frame is read or a sink started
+        for r in range(self._replicas):  # the last replica to finish closes c[2]
+            self._spawn(f"infer{r}", functools.partial(self._infer, r), first if r == 0 else None, None)
+        try:
+            self._all_open.wait()
+        except KeyboardInterrupt:
+            self._close_unstarted_sinks()
+            raise
+        if self._error is not None:
+            self.source.close()
+            self._close_unstarted_sinks()
+            self.join()  # re-raises the model's error
+        self.model_opened = True
         self.metrics.running = True
         self.metrics.t_start = time.monotonic()
-        c = self._chans
         self._spawn("capture", self._capture, None, c[0])
         if not self._inline_pre:
             self._spawn("preprocess", self._preprocess, c[0], c[1])
-        first = c[0] if self._inline_pre else c[1]
-        for r in range(self._replicas):  # the last replica to finish closes c[2]
-            self._spawn(f"infer{r}", functools.partial(self._infer, r), first if r == 0 else None, None)
         self._spawn("postprocess", self._postprocess, c[2], c[3])
+        self._sinks_started = True
         self._spawn("sink", self._sink, c[3], self._out)
         if self._status is not None:
             self._status.start()
@@ -324,6 +349,21 @@ class Pipeline:
         self.source.close()
         self._chans[0].cancel()
         self._chans[1].cancel()
+
+    def _close_unstarted_sinks(self) -> None:
+        """The sink thread closes the sinks; when the run ends before it started, close them here."""
+        if self._sinks_started:
+            return
+        self._sinks_started = True
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                log.error("closing sink %r failed: %s", sink, exc)
+
+    def alive_threads(self) -> list[str]:
+        """Names of the stage threads still running (after ``join``: none, unless its timeout passed)."""
+        return [t.name for t in self._threads if t.is_alive()]
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for every stage thread; re-raise the first error a stage hit."""
@@ -345,13 +385,34 @@ class Pipeline:
                 self._threads[-1].join(0.2)
         except KeyboardInterrupt:
             self.stop()
-            try:
-                self.join(timeout=10)
-            except Exception as exc:  # a stage broken by the interrupt (e.g. mid-import): the user's Ctrl-C wins
-                log.info("after Ctrl-C: %s", exc)
+            self._drain_after_interrupt()
             raise
         self.join()
         return self.metrics.snapshot()
+
+    def _drain_after_interrupt(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """After Ctrl-C: wait until every stage thread has ended (computed results written, sinks closed).
+
+        Returning while a stage thread still runs lets the interpreter exit under it, and a thread inside
+        OpenCV or ONNX Runtime (GIL released) is then ended by ``pthread_exit`` as it reaches for the GIL: the
+        unwind through their C++ frames (noexcept destructors) calls ``std::terminate``, i.e. SIGABRT,
+        "terminate called without an active exception", and the video never gets its index. So further Ctrl-Cs
+        are absorbed while waiting, up to ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                alive = [t for t in self._threads if t.is_alive()]
+                if not alive:
+                    break
+                alive[0].join(min(0.5, max(0.0, deadline - time.monotonic())))
+            except KeyboardInterrupt:
+                log.warning("stopping: writing the results already computed and closing the sinks")
+        self._close_unstarted_sinks()
+        try:
+            self.join(timeout=0)
+        except Exception as exc:  # a stage broken by the interrupt (e.g. mid-import): the user's Ctrl-C wins
+            log.info("after Ctrl-C: %s", exc)
 
     def iter_frames(self) -> Iterator[tuple[Frame, Detections]]:
         """Yield ``(frame, detections)`` in order (newest policy: results may be skipped)."""
@@ -366,7 +427,7 @@ class Pipeline:
         finally:
             self.stop()
             out.cancel()
-            self.join(timeout=10)
+            self.join(timeout=STOP_TIMEOUT_S)
 
     def __iter__(self) -> Iterator[Detections]:
         for _, det in self.iter_frames():
@@ -379,10 +440,11 @@ class Pipeline:
                  tb: TracebackType | None) -> None:
         if not self._started:
             self.source.close()
+            self._close_unstarted_sinks()
             return
         self.stop()
         try:
-            self.join(timeout=10)
+            self.join(timeout=STOP_TIMEOUT_S)
         except Exception:
             if exc is None:
                 raise

@@ -137,7 +137,15 @@ def _open_capture(uri: str, opener: Callable[[], Any], timeout_s: float, what: s
 
     t = threading.Thread(target=target, name="edgevision-open", daemon=True)
     t.start()
-    t.join(timeout_s + 1.0)
+    try:
+        t.join(timeout_s + 1.0)
+    except KeyboardInterrupt:
+        # let the open finish (bounded by its timeout) before the interpreter may exit: a thread inside
+        # OpenCV when it does dies by SIGABRT ("terminate called without an active exception")
+        t.join(timeout_s + 1.0)
+        if box.get("cap") is not None:
+            box["cap"].release()
+        raise
     if t.is_alive():
         raise UserError(f"{uri}: no answer after {timeout_s:g} s opening the {what}")
     cap = box.get("cap")

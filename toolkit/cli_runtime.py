@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -156,32 +157,59 @@ def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float |
     from edgevision.runtime.sources import open_source
 
     _setup_logging()
-    bundle = _load(model, imgsz, names, task)
-    sinks = _make_sinks(sink_specs, bundle)
+    holder: list[Any] = []
+    previous = _stop_on_sigterm(holder)
+    ok = interrupted = False
     try:
-        source = open_source(source_uri, width=width, height=height, fps=fps, loop=loop, timeout_s=timeout_s)
-    except BaseException:
-        _close_all(sinks)
-        raise
-    pipe = Pipeline(bundle, source, sinks, drop_policy=drop_policy,  # type: ignore[arg-type]
-                    max_frames=max_frames, conf=conf, iou=iou, max_det=max_det, backend=backend, threads=threads,
-                    status=not no_status, fresh_frames=not no_fresh_frames)
-    previous = _stop_on_sigterm(pipe)
-    try:
+        # the model (sidecar + graph checks) first; sinks only check their targets (files appear with the first
+        # result); the pipeline opens the model's sessions before it reads a frame or starts a sink
+        bundle = _load(model, imgsz, names, task)
+        sinks = _make_sinks(sink_specs, bundle)
+        try:
+            source = open_source(source_uri, width=width, height=height, fps=fps, loop=loop, timeout_s=timeout_s)
+            pipe = Pipeline(bundle, source, sinks, drop_policy=drop_policy,  # type: ignore[arg-type]
+                            max_frames=max_frames, conf=conf, iou=iou, max_det=max_det, backend=backend,
+                            threads=threads, status=not no_status, fresh_frames=not no_fresh_frames)
+        except BaseException:
+            _close_all(sinks)
+            raise
+        holder.append(pipe)
         pipe.run()
+        ok = True
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-        click.echo(pipe.metrics.summary(), err=True)
+        pipe = holder[0] if holder else None
+        if pipe is not None:
+            _exit_if_stages_alive(pipe)
+            if pipe.model_opened and (ok or interrupted):  # on an error: its one line only
+                click.echo(pipe.metrics.summary(), err=True)
 
 
-def _stop_on_sigterm(pipe: Any) -> Any:
+def _exit_if_stages_alive(pipe: Any) -> None:
+    """The interpreter must not exit while a stage thread is inside native code (see ``Pipeline.run``): if one is
+    still running after the pipeline's stop timeout, leave at once without finalising the interpreter."""
+    alive = pipe.alive_threads()
+    if alive:
+        click.echo(f"error: pipeline stages still running after the stop timeout ({', '.join(alive)}); "
+                   "exiting without waiting for them", err=True)
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _stop_on_sigterm(holder: list[Any]) -> Any:
     """SIGTERM (``docker stop``, systemd, ``kill``) stops the pipeline like Ctrl-C: frames not yet inferred are
     dropped, computed results reach the sinks and every sink is closed (a video file gets its index), then
-    ``run`` returns normally (exit 0). Returns the handler it replaced."""
+    ``run`` returns normally (exit 0). Before the pipeline exists (loading, opening) it ends the command at
+    once (exit 143, nothing written). Returns the handler it replaced."""
 
     def handler(signum: int, _frame: Any) -> None:
         click.echo(f"received signal {signum}: stopping", err=True)
-        pipe.stop()
+        if not holder:
+            raise SystemExit(128 + signum)
+        holder[0].stop()
 
     return signal.signal(signal.SIGTERM, handler)
 
