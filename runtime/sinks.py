@@ -249,7 +249,7 @@ class VideoSink:
             return
         if self._writer is None or self._tmp is None:
             self._closed = True
-            log.warning("video sink %s: no frames, no file written", self.path)
+            log.debug("video sink %s: no frames, no file written", self.path)
             return
         self._closed = True
         self._writer.release()
