@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 _VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 _MIN_FREE_BYTES = 256 << 10  # below this much free space under a video being written, stop the run (disk full)
 _SPACE_CHECK_S = 1.0
-SPEC_FORMS = ("video:PATH (.mp4/.avi)", "jsonl:PATH", "display", "http[://HOST:PORT][?token=SECRET]")
+SPEC_FORMS = ("video:PATH (.mp4/.avi)", "jsonl:PATH", "display", "http[://HOST:PORT][?token=SECRET][&insecure=1]")
 
 
 class _HasSnapshot(Protocol):
@@ -390,11 +390,11 @@ class HttpViewerSink:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
                  class_names: Sequence[str] | None = None, skeleton: Sequence[tuple[int, int]] | None = None,
-                 snapshot: Any = None) -> None:
+                 snapshot: Any = None, *, allow_insecure: bool = False) -> None:
         from .viewer import LiveViewer
 
         self.viewer = LiveViewer(host, port, token=token, class_names=class_names, skeleton=skeleton,
-                                 snapshot=snapshot)
+                                 snapshot=snapshot, allow_insecure=allow_insecure)
         self.url = self.viewer.url
         log.info("live viewer at %s", self.url)
 
@@ -409,9 +409,10 @@ class HttpViewerSink:
         self.viewer.close()
 
 
-def _parse_http(spec: str) -> tuple[str, int, str | None]:
+def _parse_http(spec: str) -> tuple[str, int, str | None, bool]:
+    """(host, port, token, insecure) of ``http[://HOST:PORT][?token=SECRET][&insecure=1]``."""
     if spec == "http":
-        return "127.0.0.1", 8080, None
+        return "127.0.0.1", 8080, None, False
     u = urllib.parse.urlsplit(spec)
     try:
         port = u.port
@@ -419,12 +420,17 @@ def _parse_http(spec: str) -> tuple[str, int, str | None]:
         raise UserError(f"--sink {spec!r}: bad port; expected http://HOST:PORT") from None
     if u.scheme != "http" or u.path not in ("", "/"):
         raise UserError(f"--sink {spec!r}: expected http://HOST:PORT[?token=SECRET]")
-    query = urllib.parse.parse_qs(u.query)
-    unknown = sorted(set(query) - {"token"})
+    query = urllib.parse.parse_qs(u.query, keep_blank_values=True)  # an empty ?token= is an error, not "no token"
+    unknown = sorted(set(query) - {"token", "insecure"})
     if unknown:
-        raise UserError(f"--sink {spec!r}: unknown option(s) {', '.join(unknown)}; only ?token=SECRET")
-    token = query.get("token", [None])[0]
-    return u.hostname or "127.0.0.1", 8080 if port is None else port, token
+        raise UserError(f"--sink {spec!r}: unknown option(s) {', '.join(unknown)}; only ?token=SECRET, ?insecure=1")
+    token = query.get("token", [None])[-1]
+    if token is not None and not token.strip():
+        raise UserError(f"--sink {spec!r}: the token is empty; give ?token=SECRET")
+    insecure = query.get("insecure", ["0"])[-1]
+    if insecure not in ("0", "1"):
+        raise UserError(f"--sink {spec!r}: insecure must be 0 or 1, got {insecure!r}")
+    return u.hostname or "127.0.0.1", 8080 if port is None else port, token, insecure == "1"
 
 
 def make_sink(spec: str, *, class_names: Sequence[str] | None = None,
@@ -449,7 +455,7 @@ def make_sink(spec: str, *, class_names: Sequence[str] | None = None,
     if spec == "display":
         return DisplaySink(class_names, skeleton)
     if spec == "http" or spec.startswith("http://"):
-        host, port, token = _parse_http(spec)
+        host, port, token, insecure = _parse_http(spec)
         snapshot = metrics.snapshot if metrics is not None else None
-        return HttpViewerSink(host, port, token, class_names, skeleton, snapshot)
+        return HttpViewerSink(host, port, token, class_names, skeleton, snapshot, allow_insecure=insecure)
     raise UserError(f"--sink {spec!r}: unknown sink; use one of: {'; '.join(SPEC_FORMS)}")
