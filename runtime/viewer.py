@@ -311,10 +311,6 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("viewer %s: " + format, self.address_string(), *args)
 
-    def setup(self) -> None:
-        self.timeout = self.server.request_timeout  # every read and write on this socket
-        super().setup()
-
     def parse_request(self) -> bool:
         ok = super().parse_request()
         self.server.request_read(self.connection)

@@ -181,11 +181,10 @@ def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float |
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-        pipe = holder[0] if holder else None
-        if pipe is not None:
-            _exit_if_stages_alive(pipe)
-            if pipe.model_opened and (ok or interrupted):  # on an error: its one line only
-                click.echo(pipe.metrics.summary(), err=True)
+        if holder:
+            _exit_if_stages_alive(holder[0])
+            if holder[0].model_opened and (ok or interrupted):  # on an error: its one line only
+                click.echo(holder[0].metrics.summary(), err=True)
 
 
 def _exit_if_stages_alive(pipe: Any) -> None:
