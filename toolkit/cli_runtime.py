@@ -120,7 +120,8 @@ def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, 
               help="File, folder, glob, v4l2:///dev/video0, csi://0, rtsp://..., http(s)://..., "
                    "synthetic://?fps=30")
 @click.option("--sink", "sink_specs", multiple=True,
-              help="Repeatable: video:out.mp4, jsonl:out.jsonl, display, http://127.0.0.1:8080[?token=T].")
+              help="Repeatable: video:out.mp4, jsonl:out.jsonl, display, http://127.0.0.1:8080[?token=T] "
+                   "(beyond loopback: ?token=T, or ?insecure=1).")
 @click.option("--conf", type=click.FloatRange(0, 1), default=None, help="Score threshold (default: bundle).")
 @click.option("--iou", type=click.FloatRange(0, 1, min_open=True), default=None, help="NMS IoU (default: bundle).")
 @click.option("--max-det", type=click.IntRange(1), default=None, help="Detections per frame (default: bundle).")
