@@ -364,8 +364,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _client_gone(self) -> bool:
         """True once the client closed its end (checked while no new frame is sent)."""
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            poller = select.poll()  # not select.select: it fails on descriptors >= 1024
+            poller.register(self.connection, select.POLLIN | select.POLLHUP)
+            return bool(poller.poll(0)) and self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
         except OSError:
             return True
 
