@@ -113,6 +113,10 @@ class Pipeline:
         self._out: Channel | None = None
         self._ready = threading.Event()
         self._threads: list[threading.Thread] = []
+        # set by each stage thread as it ends. Waiting uses these, never Thread.join/is_alive: on CPython 3.11 a
+        # join interrupted by Ctrl-C marks a still running thread as stopped (the bpo-45274 fix releases the
+        # running thread's own state lock), after which join returns at once and is_alive says False.
+        self._done: list[threading.Event] = []
         self._error: BaseException | None = None
         self.model_opened = False  # set once every inference replica opened its model
         self._sinks_started = False
@@ -293,6 +297,8 @@ class Pipeline:
             ch.cancel()
 
     def _spawn(self, name: str, body: Callable[[], None], inp: Channel | None, out: Channel | None) -> None:
+        done = threading.Event()
+
         def target() -> None:
             try:
                 body()
@@ -303,9 +309,11 @@ class Pipeline:
                     inp.cancel()
                 if out is not None:
                     out.close()
+                done.set()
 
         t = threading.Thread(target=target, name=f"edgevision-{name}", daemon=True)
         self._threads.append(t)
+        self._done.append(done)
         t.start()
 
     def start(self, collect: bool = False) -> Pipeline:
@@ -363,13 +371,14 @@ class Pipeline:
 
     def alive_threads(self) -> list[str]:
         """Names of the stage threads still running (after ``join``: none, unless its timeout passed)."""
-        return [t.name for t in self._threads if t.is_alive()]
+        return [t.name for t, done in zip(self._threads, self._done, strict=True) if not done.is_set()]
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for every stage thread; re-raise the first error a stage hit."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for t in self._threads:
-            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        for t, done in zip(self._threads, self._done, strict=True):
+            if done.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
+                t.join()  # it has left its body: returns at once
         self.metrics.running = False
         if self._status is not None:
             self._status.stop()
@@ -381,8 +390,8 @@ class Pipeline:
         """Process the whole source (or until ``stop()``/Ctrl-C) and return ``metrics.snapshot()``."""
         try:
             self.start()  # inside the try: Ctrl-C while the stages spawn must stop the ones already running
-            while any(t.is_alive() for t in self._threads):
-                self._threads[-1].join(0.2)
+            while not all(done.is_set() for done in self._done):
+                self._done[-1].wait(0.2)
         except KeyboardInterrupt:
             self.stop()
             self._drain_after_interrupt()
@@ -402,10 +411,10 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                alive = [t for t in self._threads if t.is_alive()]
-                if not alive:
+                waiting = [done for done in self._done if not done.is_set()]
+                if not waiting:
                     break
-                alive[0].join(min(0.5, max(0.0, deadline - time.monotonic())))
+                waiting[0].wait(min(0.5, max(0.0, deadline - time.monotonic())))
             except KeyboardInterrupt:
                 log.warning("stopping: writing the results already computed and closing the sinks")
         self._close_unstarted_sinks()
