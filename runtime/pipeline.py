@@ -38,6 +38,7 @@ inference thread, which is what a CUDA context (TensorRT) requires. Stages hand 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -58,6 +59,7 @@ from .predictor import Predictor
 from .results import Detections
 from .sinks_base import Sink, SinkContext, start_sink
 from .sources import Source, _cv2, open_source
+from .stage_threads import StageThreads
 
 __all__ = ["DropPolicy", "Pipeline"]
 
@@ -112,11 +114,7 @@ class Pipeline:
         self._chans.append(Channel(max(queue_size, self._replicas), False, self.metrics.add_dropped))
         self._out: Channel | None = None
         self._ready = threading.Event()
-        self._threads: list[threading.Thread] = []
-        # set by each stage thread as it ends. Waiting uses these, never Thread.join/is_alive: on CPython 3.11 a
-        # join interrupted by Ctrl-C marks a still running thread as stopped (the bpo-45274 fix releases the
-        # running thread's own state lock), after which join returns at once and is_alive says False.
-        self._done: list[threading.Event] = []
+        self._stages = StageThreads()  # waits survive Ctrl-C (see stage_threads)
         self._error: BaseException | None = None
         self.model_opened = False  # set once every inference replica opened its model
         self._sinks_started = False
@@ -297,24 +295,13 @@ class Pipeline:
             ch.cancel()
 
     def _spawn(self, name: str, body: Callable[[], None], inp: Channel | None, out: Channel | None) -> None:
-        done = threading.Event()
+        def release() -> None:
+            if inp is not None:  # release a producer blocked on a full channel
+                inp.cancel()
+            if out is not None:
+                out.close()
 
-        def target() -> None:
-            try:
-                body()
-            except BaseException as exc:
-                self._fail(exc)
-            finally:
-                if inp is not None:  # release a producer blocked on a full channel
-                    inp.cancel()
-                if out is not None:
-                    out.close()
-                done.set()
-
-        t = threading.Thread(target=target, name=f"edgevision-{name}", daemon=True)
-        self._threads.append(t)
-        self._done.append(done)
-        t.start()
+        self._stages.spawn(name, body, self._fail, release)
 
     def start(self, collect: bool = False) -> Pipeline:
         """Launch the stage threads (``collect``: keep results for iteration)."""
@@ -360,25 +347,20 @@ class Pipeline:
 
     def _close_unstarted_sinks(self) -> None:
         """The sink thread closes the sinks; when the run ends before it started, close them here."""
-        if self._sinks_started:
-            return
-        self._sinks_started = True
-        for sink in self.sinks:
+        for sink in [] if self._sinks_started else self.sinks:
             try:
                 sink.close()
             except Exception as exc:
                 log.error("closing sink %r failed: %s", sink, exc)
+        self._sinks_started = True
 
     def alive_threads(self) -> list[str]:
         """Names of the stage threads still running (after ``join``: none, unless its timeout passed)."""
-        return [t.name for t, done in zip(self._threads, self._done, strict=True) if not done.is_set()]
+        return self._stages.alive()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for every stage thread; re-raise the first error a stage hit."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for t, done in zip(self._threads, self._done, strict=True):
-            if done.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
-                t.join()  # it has left its body: returns at once
+        self._stages.wait(timeout)
         self.metrics.running = False
         if self._status is not None:
             self._status.stop()
@@ -390,38 +372,18 @@ class Pipeline:
         """Process the whole source (or until ``stop()``/Ctrl-C) and return ``metrics.snapshot()``."""
         try:
             self.start()  # inside the try: Ctrl-C while the stages spawn must stop the ones already running
-            while not all(done.is_set() for done in self._done):
-                self._done[-1].wait(0.2)
+            while not self._stages.all_done():
+                self._stages.wait_some(0.2)
         except KeyboardInterrupt:
             self.stop()
-            self._drain_after_interrupt()
+            # computed results reach the sinks; never let the interpreter exit under a stage in native code
+            self._stages.wait_through_interrupts(STOP_TIMEOUT_S)
+            self._close_unstarted_sinks()
+            with contextlib.suppress(Exception):  # a stage broken by the interrupt: the user's Ctrl-C wins
+                self.join(timeout=0)
             raise
         self.join()
         return self.metrics.snapshot()
-
-    def _drain_after_interrupt(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """After Ctrl-C: wait until every stage thread has ended (computed results written, sinks closed).
-
-        Returning while a stage thread still runs lets the interpreter exit under it, and a thread inside
-        OpenCV or ONNX Runtime (GIL released) is then ended by ``pthread_exit`` as it reaches for the GIL: the
-        unwind through their C++ frames (noexcept destructors) calls ``std::terminate``, i.e. SIGABRT,
-        "terminate called without an active exception", and the video never gets its index. So further Ctrl-Cs
-        are absorbed while waiting, up to ``timeout`` seconds.
-        """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                waiting = [done for done in self._done if not done.is_set()]
-                if not waiting:
-                    break
-                waiting[0].wait(min(0.5, max(0.0, deadline - time.monotonic())))
-            except KeyboardInterrupt:
-                log.warning("stopping: writing the results already computed and closing the sinks")
-        self._close_unstarted_sinks()
-        try:
-            self.join(timeout=0)
-        except Exception as exc:  # a stage broken by the interrupt (e.g. mid-import): the user's Ctrl-C wins
-            log.info("after Ctrl-C: %s", exc)
 
     def iter_frames(self) -> Iterator[tuple[Frame, Detections]]:
         """Yield ``(frame, detections)`` in order (newest policy: results may be skipped)."""
