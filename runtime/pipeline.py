@@ -31,9 +31,11 @@ sources keep one session with every core, which gives the lowest latency per fra
 
 Stopping (``stop()``, Ctrl-C during ``run()``, leaving the ``with`` block or breaking out of a ``for``
 loop) discards frames not yet inferred, lets results already computed reach the sinks, and closes (flushes)
-every sink. When given a bundle (not ready ``Predictor``s), each backend is opened, used and closed in its
-inference thread, which is what a CUDA context (TensorRT) requires. Stages hand frames on through
-``channel.Channel``.
+every sink; ``run()`` returns only once every stage thread has ended (``stage_threads``). The postprocess ->
+sink channel never drops, so every computed result is written. When given a bundle (not ready ``Predictor``s),
+each backend is opened, used and closed in its inference thread, which is what a CUDA context (TensorRT)
+requires; ``start()`` waits for them to open before it reads a frame or starts a sink, so a model that cannot
+open fails first and leaves no output. Stages hand frames on through ``channel.Channel``.
 """
 
 from __future__ import annotations
