@@ -31,13 +31,16 @@ sources keep one session with every core, which gives the lowest latency per fra
 
 Stopping (``stop()``, Ctrl-C during ``run()``, leaving the ``with`` block or breaking out of a ``for``
 loop) discards frames not yet inferred, lets results already computed reach the sinks, and closes (flushes)
-every sink. When given a bundle (not ready ``Predictor``s), each backend is opened, used and closed in its
-inference thread, which is what a CUDA context (TensorRT) requires. Stages hand frames on through
-``channel.Channel``.
+every sink; ``run()`` returns only once every stage thread has ended (``stage_threads``). The postprocess ->
+sink channel never drops, so every computed result is written. When given a bundle (not ready ``Predictor``s),
+each backend is opened, used and closed in its inference thread, which is what a CUDA context (TensorRT)
+requires; ``start()`` waits for them to open before it reads a frame or starts a sink, so a model that cannot
+open fails first and leaves no output. Stages hand frames on through ``channel.Channel``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -59,11 +62,13 @@ from .predictor import Predictor
 from .results import Detections
 from .sinks_base import Sink, SinkContext, start_sink
 from .sources import Source, _cv2, open_source
+from .stage_threads import StageThreads
 
 __all__ = ["DropPolicy", "Pipeline"]
 
 log = logging.getLogger("edgevision.pipeline")
 DropPolicy = Literal["auto", "newest", "lossless"]
+STOP_TIMEOUT_S = 60.0  # the longest a stop waits for the stages to finish writing (then: alive_threads())
 
 
 class Pipeline:
@@ -107,11 +112,18 @@ class Pipeline:
         model_file = self._choice.path if self._choice is not None else self.bundle.model_path
         self.metrics = Metrics(source=self.source.uri, model=str(model_file), live=self.source.is_live)
         cap = 1 if self.newest else max(queue_size, self._replicas)
-        self._chans = [Channel(cap, self.newest, self.metrics.add_dropped) for _ in range(4)]
+        self._chans = [Channel(cap, self.newest, self.metrics.add_dropped) for _ in range(3)]
+        # postprocess -> sinks is lossless under both policies: a result counted as computed always reaches the
+        # sinks (a newest-policy drop here lost 131 of 46,172 results on a long overloaded run; issue #19)
+        self._chans.append(Channel(max(queue_size, self._replicas), False, self.metrics.add_dropped))
         self._out: Channel | None = None
         self._ready = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._stages = StageThreads()  # waits survive Ctrl-C (see stage_threads)
         self._error: BaseException | None = None
+        self.model_opened = False  # set once every inference replica opened its model
+        self._sinks_started = False
+        self._opened_n = 0
+        self._all_open = threading.Event()
         self._lock = threading.Lock()
         self._workers_left = self._replicas
         self._started = False
@@ -181,6 +193,10 @@ class Pipeline:
             if replica == 0:
                 self.metrics.info["backend"] = pred.backend.name
                 self._ready.set()
+            with self._lock:
+                self._opened_n += 1
+                if self._opened_n == self._replicas:
+                    self._all_open.set()
             while (item := inp.get()) is not END:
                 if self._fresh is not None:  # newest policy only (inline there)
                     item = self._fresh.pick(inp, item)
@@ -273,25 +289,19 @@ class Pipeline:
             if self._error is None:
                 self._error = exc
         self._ready.set()
+        self._all_open.set()
         self.source.close()
         for ch in (*self._chans, *([self._out] if self._out is not None else [])):
             ch.cancel()
 
     def _spawn(self, name: str, body: Callable[[], None], inp: Channel | None, out: Channel | None) -> None:
-        def target() -> None:
-            try:
-                body()
-            except BaseException as exc:
-                self._fail(exc)
-            finally:
-                if inp is not None:  # release a producer blocked on a full channel
-                    inp.cancel()
-                if out is not None:
-                    out.close()
+        def release() -> None:
+            if inp is not None:  # release a producer blocked on a full channel
+                inp.cancel()
+            if out is not None:
+                out.close()
 
-        t = threading.Thread(target=target, name=f"edgevision-{name}", daemon=True)
-        self._threads.append(t)
-        t.start()
+        self._stages.spawn(name, body, self._fail, release)
 
     def start(self, collect: bool = False) -> Pipeline:
         """Launch the stage threads (``collect``: keep results for iteration)."""
@@ -302,16 +312,28 @@ class Pipeline:
             _cv2().setNumThreads(int(self._opencv_threads))
         if collect:
             self._out = Channel(self._chans[0].capacity, self.newest, self.metrics.add_dropped)
+        c = self._chans
+        first = c[0] if self._inline_pre else c[1]
+        # the model first: a model that cannot be opened fails here, before a frame is read or a sink started
+        for r in range(self._replicas):  # the last replica to finish closes c[2]
+            self._spawn(f"infer{r}", functools.partial(self._infer, r), first if r == 0 else None, None)
+        try:
+            self._all_open.wait()
+        except KeyboardInterrupt:
+            self._close_unstarted_sinks()
+            raise
+        if self._error is not None:
+            self.source.close()
+            self._close_unstarted_sinks()
+            self.join()  # re-raises the model's error
+        self.model_opened = True
         self.metrics.running = True
         self.metrics.t_start = time.monotonic()
-        c = self._chans
         self._spawn("capture", self._capture, None, c[0])
         if not self._inline_pre:
             self._spawn("preprocess", self._preprocess, c[0], c[1])
-        first = c[0] if self._inline_pre else c[1]
-        for r in range(self._replicas):  # the last replica to finish closes c[2]
-            self._spawn(f"infer{r}", functools.partial(self._infer, r), first if r == 0 else None, None)
         self._spawn("postprocess", self._postprocess, c[2], c[3])
+        self._sinks_started = True
         self._spawn("sink", self._sink, c[3], self._out)
         if self._status is not None:
             self._status.start()
@@ -323,11 +345,22 @@ class Pipeline:
         self._chans[0].cancel()
         self._chans[1].cancel()
 
+    def _close_unstarted_sinks(self) -> None:
+        """The sink thread closes the sinks; when the run ends before it started, close them here."""
+        for sink in [] if self._sinks_started else self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                log.error("closing sink %r failed: %s", sink, exc)
+        self._sinks_started = True
+
+    def alive_threads(self) -> list[str]:
+        """Names of the stage threads still running (after ``join``: none, unless its timeout passed)."""
+        return self._stages.alive()
+
     def join(self, timeout: float | None = None) -> None:
         """Wait for every stage thread; re-raise the first error a stage hit."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for t in self._threads:
-            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self._stages.wait(timeout)
         self.metrics.running = False
         if self._status is not None:
             self._status.stop()
@@ -339,14 +372,15 @@ class Pipeline:
         """Process the whole source (or until ``stop()``/Ctrl-C) and return ``metrics.snapshot()``."""
         try:
             self.start()  # inside the try: Ctrl-C while the stages spawn must stop the ones already running
-            while any(t.is_alive() for t in self._threads):
-                self._threads[-1].join(0.2)
+            while not self._stages.all_done():
+                self._stages.wait_some(0.2)
         except KeyboardInterrupt:
             self.stop()
-            try:
-                self.join(timeout=10)
-            except Exception as exc:  # a stage broken by the interrupt (e.g. mid-import): the user's Ctrl-C wins
-                log.info("after Ctrl-C: %s", exc)
+            # computed results reach the sinks; never let the interpreter exit under a stage in native code
+            self._stages.wait_through_interrupts(STOP_TIMEOUT_S)
+            self._close_unstarted_sinks()
+            with contextlib.suppress(Exception):  # a stage broken by the interrupt: the user's Ctrl-C wins
+                self.join(timeout=0)
             raise
         self.join()
         return self.metrics.snapshot()
@@ -364,7 +398,7 @@ class Pipeline:
         finally:
             self.stop()
             out.cancel()
-            self.join(timeout=10)
+            self.join(timeout=STOP_TIMEOUT_S)
 
     def __iter__(self) -> Iterator[Detections]:
         for _, det in self.iter_frames():
@@ -377,10 +411,11 @@ class Pipeline:
                  tb: TracebackType | None) -> None:
         if not self._started:
             self.source.close()
+            self._close_unstarted_sinks()
             return
         self.stop()
         try:
-            self.join(timeout=10)
+            self.join(timeout=STOP_TIMEOUT_S)
         except Exception:
             if exc is None:
                 raise

@@ -11,10 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from .errors import EdgevisionError
 from .frames import Frame
 from .results import Detections
 
-__all__ = ["Sink", "SinkContext", "start_sink"]
+__all__ = ["Sink", "SinkContext", "SinkWriteError", "start_sink"]
+
+
+class SinkWriteError(EdgevisionError):
+    """A sink could not write (disk full, I/O error): the run stops with this one line and exit code 1."""
+
+    exit_code = 1
 
 
 @dataclass

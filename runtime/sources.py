@@ -128,17 +128,28 @@ class Source:
 def _open_capture(uri: str, opener: Callable[[], Any], timeout_s: float, what: str) -> Any:
     """Run ``opener`` (returns a cv2.VideoCapture) in a helper thread so a stuck open cannot hang us."""
     box: dict[str, Any] = {}
+    done = threading.Event()  # not Thread.join after a Ctrl-C: on 3.11 it then reports a running thread stopped
 
     def target() -> None:
         try:
             box["cap"] = opener()
         except Exception as exc:  # cv2.error and friends
             box["err"] = exc
+        finally:
+            done.set()
 
     t = threading.Thread(target=target, name="edgevision-open", daemon=True)
     t.start()
-    t.join(timeout_s + 1.0)
-    if t.is_alive():
+    try:
+        done.wait(timeout_s + 1.0)
+    except KeyboardInterrupt:
+        # let the open finish (bounded by its timeout) before the interpreter may exit: a thread inside
+        # OpenCV when it does dies by SIGABRT ("terminate called without an active exception")
+        done.wait(timeout_s + 1.0)
+        if box.get("cap") is not None:
+            box["cap"].release()
+        raise
+    if not done.is_set():
         raise UserError(f"{uri}: no answer after {timeout_s:g} s opening the {what}")
     cap = box.get("cap")
     if "err" in box or cap is None or not cap.isOpened():

@@ -17,11 +17,13 @@ clients. Frames wider than ``max_width`` are downscaled first to spare a weak CP
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import ipaddress
 import json
 import logging
+import select
 import socket
-import socketserver
 import threading
 import time
 import typing
@@ -29,7 +31,7 @@ import urllib.parse
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Dict
 
 import numpy as np
@@ -41,6 +43,7 @@ from .prometheus import to_prometheus
 from .results import Detections
 from .sinks import result_record
 from .viewer_page import PAGE_HTML
+from .viewer_server import MJPEG_SNDBUF, LimitedHTTPServer
 
 __all__ = ["LiveViewer", "to_prometheus"]
 
@@ -59,25 +62,38 @@ class _Stream:
     clients: int = 0
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LimitedHTTPServer):
     viewer: LiveViewer
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(host): a reverse DNS lookup that can stall for
-        # seconds on a device without network. The name is not needed.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class LiveViewer:
-    """Serve the live viewer on ``host:port`` (port 0: a free port) from construction until ``close()``."""
+    """Serve the live viewer on ``host:port`` (port 0: a free port) from construction until ``close()``.
+
+    A host beyond loopback needs a non-empty ``token`` unless ``allow_insecure`` (the sink's ``?insecure=1``);
+    ``max_clients``, ``request_timeout`` and ``max_pending`` bound the server (``viewer_server``).
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, token: str | None = None,
                  class_names: Sequence[str] | None = None, skeleton: Sequence[tuple[int, int]] | None = None,
-                 snapshot: Snapshot | None = None, jpeg_quality: int = 80, max_width: int = 1280) -> None:
-        self.token = token or None
+                 snapshot: Snapshot | None = None, jpeg_quality: int = 80, max_width: int = 1280,
+                 allow_insecure: bool = False, max_clients: int = 32, request_timeout: float = 5.0,
+                 max_pending: int = 256) -> None:
+        if token is not None and not token.strip():
+            raise UserError("http viewer: the token is empty; give ?token=SECRET with a secret, or no token "
+                            "on a loopback address")
+        if not is_loopback(host) and token is None and not allow_insecure:
+            raise UserError(f"http viewer: {host} is reachable from the network; add ?token=SECRET, or "
+                            "?insecure=1 to serve it without one")
+        self.token = token
         self.class_names = list(class_names) if class_names is not None else None
         self.skeleton = list(skeleton) if skeleton is not None else None
         self.snapshot = snapshot
@@ -95,23 +111,20 @@ class LiveViewer:
         self._lat: deque[float] = deque(maxlen=512)
         server_cls = type("_Server6", (_Server,), {"address_family": socket.AF_INET6}) if ":" in host else _Server
         try:
-            self._server = server_cls((host, port), _Handler)
+            self._server = server_cls((host, port), _Handler, max_clients=max_clients,
+                                      request_timeout=request_timeout, max_pending=max_pending)
         except OSError as exc:
             raise UserError(f"http viewer: cannot listen on {host}:{port} ({exc.strerror}); pick another "
                             "port, e.g. --sink http://127.0.0.1:0 for any free one") from None
         self._server.viewer = self
         self.host = host
         self.port = int(self._server.server_address[1])
-        if host not in ("127.0.0.1", "localhost", "::1") and not self.token:
-            log.warning("live viewer on %s:%d is reachable from the network without a token; add ?token=...",
+        if not is_loopback(host) and not self.token:
+            log.warning("live viewer on %s:%d is reachable from the network without a token (?insecure=1)",
                         host, self.port)
-        self._threads = [
-            threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                             name="edgevision-viewer-http", daemon=True),
-            threading.Thread(target=self._encode_loop, name="edgevision-viewer-jpeg", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        encoder = threading.Thread(target=self._encode_loop, name="edgevision-viewer-jpeg", daemon=True)
+        self._threads = [self._server.start(), encoder]
+        encoder.start()
 
     @property
     def url(self) -> str:
@@ -154,8 +167,7 @@ class LiveViewer:
         with self._lock:
             self._new_frame.notify_all()
             self._new_jpeg.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         for t in self._threads:
             t.join(timeout=5)
 
@@ -208,15 +220,18 @@ class LiveViewer:
         return bytes(buf.tobytes())
 
     # -- used by the request handlers --------------------------------------------------------------------
-    def _stream_id(self, query: dict[str, list[str]]) -> int | None:
+    def _stream_id(self, query: dict[str, list[str]]) -> tuple[int | None, int]:
+        """(stream id, 0), or (None, HTTP status) for a malformed id (400) or a stream never published (404).
+        Without ``?stream`` the lowest id (0 before the first frame); ids are never created by a request."""
         raw = query.get("stream", [None])[0]
         with self._lock:
-            if raw is not None:
-                try:
-                    return int(raw)
-                except ValueError:
-                    return None
-            return min(self._streams) if self._streams else 0
+            if raw is None:
+                return (min(self._streams) if self._streams else 0), 0
+            try:
+                sid = int(raw)
+            except ValueError:
+                return None, 400
+            return (sid, 0) if sid in self._streams else (None, 404)
 
     def _attach(self, sid: int, delta: int) -> None:
         with self._lock:
@@ -226,6 +241,12 @@ class LiveViewer:
             s.clients += delta
             if delta > 0:
                 self._new_frame.notify()
+
+    def _detach_if_idle(self, sid: int) -> None:
+        with self._lock:
+            s = self._streams.get(sid)
+            if s is not None and s.clients == 0 and s.frame is None:  # the default stream before any frame
+                del self._streams[sid]
 
     def _next_jpeg(self, sid: int, after: int, timeout: float) -> tuple[bytes, int]:
         """The stream's JPEG once it is newer than ``after`` (``b""`` on timeout or shutdown)."""
@@ -270,7 +291,9 @@ class LiveViewer:
             out["result"] = result_record(frame, det, self.class_names)
             out["result"]["image_size"] = [frame.height, frame.width]
         out["stats"] = self.stats()
-        out["viewer"] = {"clients": clients, "jpeg_frames": self.jpeg_frames}
+        served, waiting = self._server.connections()
+        out["viewer"] = {"clients": clients, "jpeg_frames": self.jpeg_frames, "connections": served,
+                         "waiting_connections": waiting, "rejected": self._server.rejected}
         return out
 
     def authorized(self, query: dict[str, list[str]], auth_header: str | None) -> bool:
@@ -288,6 +311,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("viewer %s: " + format, self.address_string(), *args)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.server.request_read(self.connection)
+        return ok
 
     def _send(self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(code)
@@ -320,17 +348,30 @@ class _Handler(BaseHTTPRequestHandler):
                 extra = {"viewer_jpeg_frames_total": (viewer.jpeg_frames, "JPEG frames the live viewer encoded.")}
                 text = to_prometheus(viewer.stats(), extra)
                 return self._send(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
-            sid = viewer._stream_id(query)
+            sid, status = viewer._stream_id(query)
             if sid is None:
-                return self._send(400, b"bad stream id\n", "text/plain; charset=utf-8")
+                body = b"bad stream id\n" if status == 400 else b"no such stream\n"
+                return self._send(status, body, "text/plain; charset=utf-8")
             if path == "/api/latest":
                 body = json.dumps(viewer.latest(sid), separators=(",", ":")).encode()
                 return self._send(200, body, "application/json")
             if path == "/stream.mjpg":
                 return self._stream(viewer, sid)
             return self._send(404, b"not found\n", "text/plain; charset=utf-8")
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the client left, or stopped reading for request_timeout seconds
+            self.close_connection = True
             return None
+
+    def _client_gone(self) -> bool:
+        """True once the client closed its end (checked while no new frame is sent)."""
+        try:
+            poller = select.poll()  # not select.select: it fails on descriptors >= 1024
+            poller.register(self.connection, select.POLLIN | select.POLLHUP)
+            return bool(poller.poll(0)) and self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     def _stream(self, viewer: LiveViewer, sid: int) -> None:
         self.send_response(200)
@@ -340,15 +381,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
+        with contextlib.suppress(OSError):  # a reader who stops reading is dropped once this backlog is full
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, MJPEG_SNDBUF)
         viewer._attach(sid, +1)
         try:
             seq = 0
             while not viewer._closing.is_set():
                 jpeg, seq = viewer._next_jpeg(sid, seq, timeout=0.5)
                 if not jpeg:
+                    if self._client_gone():
+                        return
                     continue
                 head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
                 self.wfile.write(head + jpeg + b"\r\n")
                 self.wfile.flush()
         finally:
             viewer._attach(sid, -1)
+            viewer._detach_if_idle(sid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -121,7 +122,8 @@ def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, 
               help="File, folder, glob, v4l2:///dev/video0, csi://0, rtsp://..., http(s)://..., "
                    "synthetic://?fps=30")
 @click.option("--sink", "sink_specs", multiple=True,
-              help="Repeatable: video:out.mp4, jsonl:out.jsonl, display, http://127.0.0.1:8080[?token=T].")
+              help="Repeatable: video:out.mp4, jsonl:out.jsonl, display, http://127.0.0.1:8080[?token=T] "
+                   "(beyond loopback: ?token=T, or ?insecure=1).")
 @click.option("--conf", type=click.FloatRange(0, 1), default=None, help="Score threshold (default: bundle).")
 @click.option("--iou", type=click.FloatRange(0, 1, min_open=True), default=None, help="NMS IoU (default: bundle).")
 @click.option("--max-det", type=click.IntRange(1), default=None, help="Detections per frame (default: bundle).")
@@ -160,32 +162,58 @@ def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float |
     from edgevision.runtime.sources import open_source
 
     _setup_logging()
-    bundle = _load(model, imgsz, names, task)
-    sinks = _make_sinks(sink_specs, bundle)
+    holder: list[Any] = []
+    previous = _stop_on_sigterm(holder)
+    ok = interrupted = False
     try:
-        source = open_source(source_uri, width=width, height=height, fps=fps, loop=loop, timeout_s=timeout_s)
-    except BaseException:
-        _close_all(sinks)
-        raise
-    pipe = Pipeline(bundle, source, sinks, drop_policy=drop_policy,  # type: ignore[arg-type]
-                    max_frames=max_frames, conf=conf, iou=iou, max_det=max_det, backend=backend, threads=threads,
-                    status=not no_status, fresh_frames=not no_fresh_frames)
-    previous = _stop_on_sigterm(pipe)
-    try:
+        # the model (sidecar + graph checks) first; sinks only check their targets (files appear with the first
+        # result); the pipeline opens the model's sessions before it reads a frame or starts a sink
+        bundle = _load(model, imgsz, names, task)
+        sinks = _make_sinks(sink_specs, bundle)
+        try:
+            source = open_source(source_uri, width=width, height=height, fps=fps, loop=loop, timeout_s=timeout_s)
+            pipe = Pipeline(bundle, source, sinks, drop_policy=drop_policy,  # type: ignore[arg-type]
+                            max_frames=max_frames, conf=conf, iou=iou, max_det=max_det, backend=backend,
+                            threads=threads, status=not no_status, fresh_frames=not no_fresh_frames)
+        except BaseException:
+            _close_all(sinks)
+            raise
+        holder.append(pipe)
         pipe.run()
+        ok = True
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-        click.echo(pipe.metrics.summary(), err=True)
+        if holder:
+            _exit_if_stages_alive(holder[0])
+            if holder[0].model_opened and (ok or interrupted):  # on an error: its one line only
+                click.echo(holder[0].metrics.summary(), err=True)
 
 
-def _stop_on_sigterm(pipe: Any) -> Any:
+def _exit_if_stages_alive(pipe: Any) -> None:
+    """The interpreter must not exit while a stage thread is inside native code (see ``Pipeline.run``): if one is
+    still running after the pipeline's stop timeout, leave at once without finalising the interpreter."""
+    alive = pipe.alive_threads()
+    if alive:
+        click.echo(f"error: pipeline stages still running after the stop timeout ({', '.join(alive)}); "
+                   "exiting without waiting for them", err=True)
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _stop_on_sigterm(holder: list[Any]) -> Any:
     """SIGTERM (``docker stop``, systemd, ``kill``) stops the pipeline like Ctrl-C: frames not yet inferred are
     dropped, computed results reach the sinks and every sink is closed (a video file gets its index), then
-    ``run`` returns normally (exit 0). Returns the handler it replaced."""
+    ``run`` returns normally (exit 0). Before the pipeline exists (loading, opening) it ends the command at
+    once (exit 143, nothing written). Returns the handler it replaced."""
 
     def handler(signum: int, _frame: Any) -> None:
         click.echo(f"received signal {signum}: stopping", err=True)
-        pipe.stop()
+        if not holder:
+            raise SystemExit(128 + signum)
+        holder[0].stop()
 
     return signal.signal(signal.SIGTERM, handler)
 

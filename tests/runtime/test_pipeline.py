@@ -126,7 +126,7 @@ def test_breaking_out_of_iteration_stops_everything(bundle_dir: Path) -> None:
         if i == 3:
             break
     assert rec.closed == 1 and len(rec.frames) >= 4
-    assert all(not t.is_alive() for t in pipe._threads) and threading.active_count() <= before + 1
+    assert pipe.alive_threads() == [] and threading.active_count() <= before + 1
 
 
 @pytest.mark.parametrize("policy", ["lossless", "newest"])

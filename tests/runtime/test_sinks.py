@@ -137,13 +137,15 @@ def test_make_sink_parses_specs(tmp_path: Path) -> None:
         assert h.url.startswith("http://127.0.0.1:") and h.viewer.port > 0
     finally:
         h.close()
-    assert _parse_http("http") == ("127.0.0.1", 8080, None)
-    assert _parse_http("http://0.0.0.0:9000/?token=t") == ("0.0.0.0", 9000, "t")
-    assert _parse_http("http://[::1]:81") == ("::1", 81, None)
+    assert _parse_http("http") == ("127.0.0.1", 8080, None, False)
+    assert _parse_http("http://0.0.0.0:9000/?token=t") == ("0.0.0.0", 9000, "t", False)
+    assert _parse_http("http://[::1]:81") == ("::1", 81, None, False)
+    assert _parse_http("http://0.0.0.0:81?insecure=1") == ("0.0.0.0", 81, None, True)
 
 
 @pytest.mark.parametrize("spec", ["", "foo", "video:", "jsonl:", "http://h:port", "http://h:1/x",
-                                  "http://h:1?tok=1", "https://h:1", "displayx"])
+                                  "http://h:1?tok=1", "https://h:1", "displayx", "http://h:1?token=",
+                                  "http://h:1?token=%20", "http://h:1?insecure=yes"])
 def test_make_sink_rejects_bad_specs(spec: str) -> None:
     with pytest.raises(UserError, match="--sink"):
         make_sink(spec)
