@@ -55,7 +55,7 @@ class StageThreads:
 
     def alive(self) -> list[str]:
         """Names of the threads whose body has not ended."""
-        return [t.name for t, done in zip(self._threads, self._done, strict=True) if not done.is_set()]
+        return [t.name for t, done in zip(self._threads, self._done) if not done.is_set()]
 
     def all_done(self) -> bool:
         return all(done.is_set() for done in self._done)
@@ -63,7 +63,7 @@ class StageThreads:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every thread (at most ``timeout`` s in all); True when all have ended."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for t, done in zip(self._threads, self._done, strict=True):
+        for t, done in zip(self._threads, self._done):
             if done.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
                 t.join()  # it has left its body: returns at once
         return self.all_done()
