@@ -50,6 +50,7 @@ import numpy as np
 from .backends import open_backend
 from .benchmark import measure, summarize
 from .bundle import Bundle
+from .bundle_check import check_model_io
 from .errors import UserError
 from .model_plan import load_model, plan_inference
 from .pipeline import Pipeline
@@ -71,6 +72,7 @@ def bench_bundle(path: str | Path | Bundle, *, warmup: int = 10, iters: int = 10
     n = _threads(threads)
     be = open_backend(bundle.model_path, kind=backend, intra_op_threads=n)
     try:
+        check_model_io(bundle.sidecar, be.inputs, be.outputs, str(bundle.root))
         x = np.random.default_rng(0).random((1, 3, spec.height, spec.width), dtype=np.float32)
         feed = {spec.name: x.astype(spec.dtype)}
         stats = measure({be.name: lambda: be.infer(feed)}, warmup=warmup, iters=iters)[be.name]

@@ -16,6 +16,7 @@ import numpy as np
 from .backends import open_backend
 from .backends.base import Backend
 from .bundle import Bundle
+from .bundle_check import check_model_io
 from .errors import UserError
 from .postprocess import NMS_OUTPUT_NAMES, decode_nms, decode_yolo
 from .preprocess import Letterbox, letterbox, to_tensor
@@ -47,6 +48,12 @@ class Predictor:
                             f"(+ keypoints) in that order in output.names, got {side.output.names}")
         self.bundle = bundle
         self.backend = backend if backend is not None else open_backend(bundle.model_path, kind=backend_kind)
+        try:
+            check_model_io(side, self.backend.inputs, self.backend.outputs, str(bundle.root))
+        except UserError:
+            if backend is None:
+                self.backend.close()
+            raise
         self.input = side.input
         self.output_name = side.output.names[0]
         self.output_names = list(side.output.names)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,8 +254,9 @@ class EngineRecord(Protocol):
 
 
 def rebuild_command(bundle: str | Path, profile: str) -> str:
-    """The command that builds an engine for ``profile`` from ``bundle`` (run it on the device)."""
-    return f"edgevision engine {bundle} --device {profile}"
+    """The command that builds an engine for ``profile`` from ``bundle`` (run it on the device), shell-quoted:
+    a bundle path holding ``;$(...)`` stays one argument when the line is pasted."""
+    return shlex.join(["edgevision", "engine", str(bundle), "--device", profile])
 
 
 def _version_ok(built: TrtVersion, found: TrtVersion, flags: Sequence[str]) -> bool:
