@@ -158,8 +158,10 @@ def sidecar_from_onnx(
         class_names = [f"class{i}" for i in range(n)]
     nc = len(class_names)
     if channels is not None and channels != 4 + nc + 3 * nk:
+        origin = "--names" if names is not None else "metadata names" if "names" in meta else "num_classes"
         raise UserError(f"{src}: output {out.name!r} has {channels} channels, expected 4 + {nc} classes"
-                        + (f" + 3x{nk} keypoints" if nk else "") + f" = {4 + nc + 3 * nk} (yolo layout [B, 4 + C, N])")
+                        + (f" + 3x{nk} keypoints" if nk else "")
+                        + f" = {4 + nc + 3 * nk} (yolo layout [B, 4 + C, N]; classes from {origin})")
     raw_stride = str(meta.get("stride", "32")).strip()
     stride = int(raw_stride) if raw_stride.isdigit() and 1 <= len(raw_stride) <= 4 and int(raw_stride) else 32
     data: dict[str, Any] = {
