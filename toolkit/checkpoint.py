@@ -70,8 +70,9 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, CheckpointMeta]:
             raise UserError(f"{path}: pruned weights do not fit {meta.model}-{meta.size}: {exc}") from None
     try:
         model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UserError(f"{path}: weights do not fit {meta.model}-{meta.size}: {str(exc).splitlines()[0]}") \
+    except RuntimeError as exc:  # torch: "Error(s) in loading state_dict for X:\n\t<what>" -> <what>
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+        raise UserError(f"{path}: weights do not fit {meta.model}-{meta.size}: {lines[min(1, len(lines) - 1)][:300]}") \
             from None
     model.eval()
     if meta.extra.get("pruned"):

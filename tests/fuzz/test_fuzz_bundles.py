@@ -15,9 +15,9 @@ import pytest
 
 pytest.importorskip("hypothesis", reason="the fuzz suite needs hypothesis (pip install -e .[test])")
 pytest.importorskip("onnx", reason="the fuzz bundles are built with onnx.helper")
-from fuzz_harness import NC, SIZE, expect_user_error, fuzz_settings, good_sidecar, make_bundle  # noqa: E402
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from fuzz_harness import NC, SIZE, expect_user_error, fuzz_settings, good_sidecar, make_bundle
+from hypothesis import given
+from hypothesis import strategies as st
 
 BENCH = ["--iters", "1", "--warmup", "0"]
 
@@ -131,7 +131,8 @@ def test_sidecar_that_lies_about_its_model(tmp_path: Path, what: str, patch: dic
                                            expected: str, command: str) -> None:
     side = {**good_sidecar(), **patch}
     b = make_bundle(tmp_path / "b", side, **onnx_kw)
-    args = {"bench": ["bench", str(b), *BENCH], "engine": ["engine", str(b), "--device", "jetson-orin-nano-8gb"]}[command]
+    args = (["bench", str(b), *BENCH] if command == "bench"
+            else ["engine", str(b), "--device", "jetson-orin-nano-8gb"])
     expect_user_error(f"sidecar-vs-model-{command}", args, tmp_path, must_contain=expected)
 
 
@@ -186,3 +187,16 @@ def test_good_bundle_still_runs(tmp_path: Path) -> None:
     code, out, err = run_cli(["engine", str(b), "--device", "jetson-orin-nano-8gb"])
     assert code == 0 and out.startswith("edgevision engine "), err
     assert json.loads((b / "edgevision.json").read_text())["name"] == "tiny"
+
+
+def test_printed_engine_command_is_shell_quoted(tmp_path: Path) -> None:
+    """A bundle path with shell syntax in it stays one argument when the printed command is pasted."""
+    import shlex
+
+    from fuzz_harness import run_cli
+
+    b = make_bundle(tmp_path / "b;$(touch pwned) 'x'")
+    code, out, err = run_cli(["engine", str(b), "--device", "jetson-orin-nano-8gb"])
+    assert code == 0, err
+    argv = shlex.split(out.strip())
+    assert argv[:3] == ["edgevision", "engine", str(b)] and argv[3:5] == ["--device", "jetson-orin-nano-8gb"]

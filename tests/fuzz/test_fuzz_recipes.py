@@ -83,7 +83,7 @@ def recipe_with(path: str, value: Any) -> dict[str, Any]:
 @st.composite
 def out_of_range(draw: st.DrawFn) -> tuple[str, Any]:
     path, lo, hi, integer, lo_open = draw(st.sampled_from(NUMBERS))
-    below = (st.integers(max_value=int(math.ceil(lo)) - (0 if lo_open else 1), min_value=-(10**15)) if integer
+    below = (st.integers(max_value=math.ceil(lo) - (0 if lo_open else 1), min_value=-(10**15)) if integer
              else st.floats(max_value=lo, exclude_max=not lo_open, min_value=-1e300))
     above = (st.integers(min_value=int(hi) + 1, max_value=10**30) if integer
              else st.floats(min_value=hi, exclude_min=True, max_value=1e300))
@@ -114,7 +114,7 @@ SECTIONS = ["", "model.", "dataset.", "train.", "train.augment.", "export.", "ex
 _KEY = st.from_regex(r"\A[a-z][a-z0-9_]{0,12}\Z")
 _KNOWN = {"name", "task", "model", "input_size", "dataset", "train", "export", "postprocess", "eval", "bench",
           "targets", "compress", "size", "checkpoint", "kind", "seed", "num_train", "num_val", "image_size",
-          "max_objects", "train", "val", "data_yaml", "epochs", "batch", "lr", "weight_decay", "warmup_epochs",
+          "max_objects", "val", "data_yaml", "epochs", "batch", "lr", "weight_decay", "warmup_epochs",
           "augment", "optimizer", "ema", "num_threads", "device", "flip", "hsv_h", "hsv_s", "hsv_v", "scale",
           "translate", "opset", "dynamic_batch", "simplify", "parity", "nms", "samples", "atol", "rtol", "conf",
           "iou", "max_det", "limit", "warmup", "iters", "threads", "backends", "time", "source", "ultralytics",

@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("hypothesis", reason="the fuzz suite needs hypothesis (pip install -e .[test])")
 pytest.importorskip("onnx", reason="the fuzz models are built with onnx.helper")
-from fuzz_harness import expect_user_error, fuzz_settings, make_bundle, make_onnx  # noqa: E402
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from fuzz_harness import expect_user_error, fuzz_settings, make_bundle, make_onnx
+from hypothesis import given
+from hypothesis import strategies as st
 
 BENCH = ["--iters", "1", "--warmup", "0"]
 _NONFINITE = st.sampled_from(["nan", "inf", "-inf", "NaN", "1e999"])
