@@ -169,14 +169,22 @@ def build_variant(
 
 
 def check_models(recipe: Recipe, source: Path) -> None:
-    """Every built-in model the recipe names (``model``, distill ``student``) exists in that size: checked
-    before the data stage, so a typo costs no work and leaves no cache behind."""
+    """Every built-in model the recipe names (``model``, distill ``student``) exists in that size, and every
+    checkpoint it names (``model.checkpoint``, distill ``teacher``) exists: checked before the data stage, so a
+    typo costs no work and leaves no cache behind."""
     wanted = [("model", recipe.model.name, recipe.model.size)]
     for i, (stage, cfg) in enumerate(recipe.compress_steps()):
         student = getattr(cfg, "student", None) if stage == "distill" else None
         if student:
             name, size = student.rsplit("-", 1)
             wanted.append((f"compress[{i}].distill.student", name, size))
+    ckpt = getattr(recipe.model, "checkpoint", None)
+    if isinstance(ckpt, Path) and not ckpt.is_file():
+        raise UserError(f"{source}: model.checkpoint: {ckpt} not found")
+    for i, (stage, cfg) in enumerate(recipe.compress_steps()):
+        teacher = getattr(cfg, "teacher", None) if stage == "distill" else None
+        if teacher is not None and not Path(teacher).is_file():
+            raise UserError(f"{source}: compress[{i}].distill.teacher: {teacher} not found")
     for key, name, size in wanted:
         try:
             spec = get_model_spec(name)

@@ -156,6 +156,8 @@ def test_dataset_keys_of_another_kind(tmp_path: Path, base: dict[str, Any], keys
     ({"model": {"name": "resnet9000"}}, "unknown model 'resnet9000'"),
     ({"compress": [{"distill": {"student": "edgedet-q"}}]}, "compress[0].distill.student"),
     ({"targets": ["jetson-tx9"]}, "jetson-tx9"),
+    ({"model": {"checkpoint": "missing.pt"}}, "model.checkpoint:"),
+    ({"compress": [{"distill": {"teacher": "gone.pt"}}]}, "compress[0].distill.teacher:"),
     ({"task": "segment"}, "task:"),
     ({"name": "x" * 101}, "name:"),
     ({"name": "../../etc"}, "name:"),
