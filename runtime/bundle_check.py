@@ -72,10 +72,10 @@ def check_model_io(side: Sidecar, inputs: Sequence[TensorSpec], outputs: Sequenc
                             f"({', '.join(NMS_OUTPUT_NAMES)}{' + keypoints' if nk else ''}), "
                             f"got output.names {side.output.names}")
         if nk:
-            kp = by_name[side.output.names[-1]]
-            if len(kp.shape) != 4 or (isinstance(kp.shape[2], int) and kp.shape[2] != nk):
-                raise UserError(f"{source}: keypoint output {kp.name!r} {list(kp.shape)} is not [batch, detections, "
-                                f"{nk}, 3] (output.num_keypoints {nk})")
+            kpt_out = by_name[side.output.names[-1]]
+            if len(kpt_out.shape) != 4 or (isinstance(kpt_out.shape[2], int) and kpt_out.shape[2] != nk):
+                raise UserError(f"{source}: keypoint output {kpt_out.name!r} {list(kpt_out.shape)} is not "
+                                f"[batch, detections, {nk}, 3] (output.num_keypoints {nk})")
 
 
 def verify_model_file(bundle: Bundle) -> None:
