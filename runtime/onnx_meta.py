@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.base import TensorSpec
-from .bundle import Bundle, Sidecar, parse_sidecar
+from .bundle import MAX_INPUT_SIDE, MAX_KEYPOINTS, Bundle, Sidecar, parse_sidecar
 from .errors import UserError
 from .keypoints import default_keypoint_spec
 
@@ -62,13 +62,20 @@ def read_onnx_info(path: str | Path) -> OnnxInfo:
     return OnnxInfo(p, [_spec(a) for a in sess.get_inputs()], [_spec(a) for a in sess.get_outputs()], meta)
 
 
+MAX_LITERAL_CHARS = 1_000_000  # 100,000 class names of ~8 characters; a parse bound, not a limit users meet
+
+
 def _literal(value: str, key: str, source: str) -> Any:
+    """A Python or JSON literal. Hostile metadata (nested 200,000 deep, megabytes long) is one ``UserError``:
+    both parsers recurse, and ``RecursionError``/``MemoryError`` are caught with the syntax errors."""
+    if len(value) > MAX_LITERAL_CHARS:
+        raise UserError(f"{source}: metadata {key!r} is {len(value)} characters long (at most {MAX_LITERAL_CHARS})")
     try:
         return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError, MemoryError):
             raise UserError(f"{source}: metadata {key!r} is not a Python/JSON literal: {value[:60]!r}") from None
 
 
@@ -81,11 +88,11 @@ def parse_names(value: str | Sequence[str] | dict[Any, str], source: str = "name
     if isinstance(obj, dict):
         try:
             items = sorted((int(k), str(v)) for k, v in obj.items())
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise UserError(f"{source}: class-name keys must be integers 0..C-1") from None
         if [k for k, _ in items] != list(range(len(items))):
             ids = [k for k, _ in items]
-            raise UserError(f"{source}: class ids must be 0..{len(items) - 1} without gaps, got {ids}")
+            raise UserError(f"{source}: class ids must be 0..{len(items) - 1} without gaps, got {ids!r:.80}")
         return [v for _, v in items]
     if isinstance(obj, (list, tuple)) and obj and all(isinstance(n, str) and n for n in obj):
         return [str(n) for n in obj]
@@ -96,8 +103,9 @@ def _imgsz(value: Any, source: str) -> tuple[int, int]:
     v = _literal(value, "imgsz", source) if isinstance(value, str) else value
     if isinstance(v, int):
         v = [v, v]
-    if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)):
-        raise UserError(f"{source}: imgsz must be one positive int or [h, w], got {value!r}")
+    if not (isinstance(v, (list, tuple)) and len(v) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) and 0 < x <= MAX_INPUT_SIDE for x in v)):
+        raise UserError(f"{source}: imgsz must be one int or [h, w] in [1, {MAX_INPUT_SIDE}], got {value!r:.60}")
     return int(v[0]), int(v[1])
 
 
@@ -150,8 +158,10 @@ def sidecar_from_onnx(
     nk = 0
     if task == "pose":
         kpt = _literal(meta["kpt_shape"], "kpt_shape", src) if "kpt_shape" in meta else None
-        if not (isinstance(kpt, (list, tuple)) and len(kpt) == 2 and kpt[1] == 3):
-            raise UserError(f"{src}: pose models need metadata kpt_shape [K, 3] (x, y, visibility), got {kpt!r}")
+        if not (isinstance(kpt, (list, tuple)) and len(kpt) == 2 and kpt[1] == 3 and isinstance(kpt[0], int)
+                and 1 <= kpt[0] <= MAX_KEYPOINTS):
+            raise UserError(f"{src}: pose models need metadata kpt_shape [K, 3] (x, y, visibility; K in "
+                            f"[1, {MAX_KEYPOINTS}]), got {kpt!r:.60}")
         nk = int(kpt[0])
     channels = out.shape[1] if len(out.shape) == 3 and isinstance(out.shape[1], int) else None
     if names is not None:
@@ -166,9 +176,12 @@ def sidecar_from_onnx(
         class_names = [f"class{i}" for i in range(n)]
     nc = len(class_names)
     if channels is not None and channels != 4 + nc + 3 * nk:
+        origin = "--names" if names is not None else "metadata names" if "names" in meta else "num_classes"
         raise UserError(f"{src}: output {out.name!r} has {channels} channels, expected 4 + {nc} classes"
-                        + (f" + 3x{nk} keypoints" if nk else "") + f" = {4 + nc + 3 * nk} (yolo layout [B, 4 + C, N])")
-    stride = int(meta.get("stride", 32)) if str(meta.get("stride", "32")).isdigit() else 32
+                        + (f" + 3x{nk} keypoints" if nk else "")
+                        + f" = {4 + nc + 3 * nk} (yolo layout [B, 4 + C, N]; classes from {origin})")
+    raw_stride = str(meta.get("stride", "32")).strip()
+    stride = int(raw_stride) if raw_stride.isdigit() and 1 <= len(raw_stride) <= 4 and int(raw_stride) else 32
     data: dict[str, Any] = {
         "name": info.path.stem,
         "task": task,

@@ -17,6 +17,7 @@ import numpy as np
 from .backends.base import Backend
 from .backends.choice import choose_backend
 from .bundle import Bundle
+from .bundle_check import check_model_io
 from .errors import UserError
 from .postprocess import NMS_OUTPUT_NAMES, decode_nms, decode_yolo
 from .preprocess import Letterbox, letterbox, to_tensor
@@ -50,6 +51,12 @@ class Predictor:
         self.bundle = bundle
         # without a backend: the bundle's TensorRT engine for this machine or its ONNX (``choose_backend``)
         self.backend = backend if backend is not None else choose_backend(bundle, backend_kind).open()
+        try:
+            check_model_io(side, self.backend.inputs, self.backend.outputs, str(bundle.root))
+        except UserError:
+            if backend is None:
+                self.backend.close()
+            raise
         self.input = side.input
         self.output_name = side.output.names[0]
         self.output_names = list(side.output.names)

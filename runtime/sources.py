@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 import os
 import re
 import threading
@@ -47,6 +48,8 @@ log = logging.getLogger("edgevision.sources")
 SCHEMES = ("file", "v4l2", "csi", "rtsp", "rtsps", "http", "https", "synthetic")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _BACKOFF_START_S, _BACKOFF_MAX_S = 0.5, 10.0
+MAX_FRAME_SIDE = 8192  # resize targets: a 100,000-px side would allocate tens of GB per frame
+MAX_FPS = 1000.0
 DECODE_THREADS = 1  # FFmpeg decode threads: inference owns the other cores (see runtime/bench.py)
 
 
@@ -367,6 +370,11 @@ def open_source(uri: str | os.PathLike[str], *, width: int | None = None, height
     Raises ``UserError`` naming the URI when it cannot be opened.
     """
     text = os.fspath(uri)
+    for key, side in (("width", width), ("height", height)):
+        if side is not None and not 1 <= side <= MAX_FRAME_SIDE:
+            raise UserError(f"{text}: {key} {side} out of range [1, {MAX_FRAME_SIDE}]")
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise UserError(f"{text}: fps {fps:g} out of range (0, {MAX_FPS:g}]")
     kw: dict[str, Any] = {"width": width, "height": height, "fps": fps, "stream_id": stream_id}
     m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", text)
     if m is None:

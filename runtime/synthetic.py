@@ -26,6 +26,7 @@ it inflates shapes by about a pixel and mishandles holes (the ring).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,6 +235,13 @@ def render_scene(rng: np.random.Generator, width: int, height: int, max_objects:
 
 
 _OPTIONS = {"fps": None, "width": 640, "height": 480, "seed": 0, "frames": None, "objects": 8, "pool": 32}
+# Bounds of the URI's options: a 100,000-px side would allocate tens of GB per frame; the pool of cached
+# scenes is bounded in bytes as well (the default pool is 28 MiB).
+MAX_SIDE = 8192
+MAX_FPS = 1000.0
+MAX_POOL_BYTES = 2 * 2**30
+_BOUNDS = {"width": (32, MAX_SIDE), "height": (32, MAX_SIDE), "objects": (1, 100), "pool": (1, 4096),
+           "frames": (0, 10**12), "seed": (0, 2**32 - 1)}
 
 
 class SyntheticSource(Source):
@@ -244,12 +252,17 @@ class SyntheticSource(Source):
         if unknown:
             raise UserError(f"{uri}: unknown option(s) {', '.join(unknown)}; known: {', '.join(_OPTIONS)}")
         opts: dict[str, Any] = {**_OPTIONS, **options}
-        for key, low in (("width", 32), ("height", 32), ("objects", 1), ("pool", 1), ("frames", 0)):
-            if opts[key] is not None and (opts[key] < low or opts[key] != int(opts[key])):
-                raise UserError(f"{uri}: {key} must be an integer >= {low}, got {opts[key]:g}")
+        for key, (low, high) in _BOUNDS.items():
+            v = opts[key]
+            if v is not None and not (math.isfinite(v) and v == int(v) and low <= v <= high):
+                raise UserError(f"{uri}: {key} must be an integer in [{low}, {high}], got {v:g}")
         fps = opts["fps"]
-        if fps is not None and fps <= 0:
-            raise UserError(f"{uri}: fps must be > 0, got {fps:g}")
+        if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+            raise UserError(f"{uri}: fps must be in (0, {MAX_FPS}], got {fps:g}")
+        cached = int(opts["pool"]) * int(opts["width"]) * int(opts["height"]) * 3
+        if cached > MAX_POOL_BYTES:
+            raise UserError(f"{uri}: pool x width x height x 3 = {cached / 2**20:.0f} MiB of cached scenes, at most "
+                            f"{MAX_POOL_BYTES // 2**20} MiB; lower pool or the frame size")
         super().__init__(uri, fps=fps, pace=fps is not None, stream_id=stream_id)
         self.is_live = fps is not None
         self.size = (int(opts["width"]), int(opts["height"]))

@@ -168,12 +168,39 @@ def build_variant(
     return record
 
 
+def check_models(recipe: Recipe, source: Path) -> None:
+    """Every built-in model the recipe names (``model``, distill ``student``) exists in that size, and every
+    checkpoint it names (``model.checkpoint``, distill ``teacher``) exists: checked before the data stage, so a
+    typo costs no work and leaves no cache behind."""
+    wanted = [("model", recipe.model.name, recipe.model.size)]
+    for i, (stage, cfg) in enumerate(recipe.compress_steps()):
+        student = getattr(cfg, "student", None) if stage == "distill" else None
+        if student:
+            name, size = student.rsplit("-", 1)
+            wanted.append((f"compress[{i}].distill.student", name, size))
+    ckpt = getattr(recipe.model, "checkpoint", None)
+    if isinstance(ckpt, Path) and not ckpt.is_file():
+        raise UserError(f"{source}: model.checkpoint: {ckpt} not found")
+    for i, (stage, cfg) in enumerate(recipe.compress_steps()):
+        teacher = getattr(cfg, "teacher", None) if stage == "distill" else None
+        if teacher is not None and not Path(teacher).is_file():
+            raise UserError(f"{source}: compress[{i}].distill.teacher: {teacher} not found")
+    for key, name, size in wanted:
+        try:
+            spec = get_model_spec(name)
+        except UserError as exc:
+            raise UserError(f"{source}: {key}: {exc}") from None
+        if size not in spec.sizes:
+            raise UserError(f"{source}: {key}: model {name!r} has no size {size!r}; known sizes: "
+                            f"{', '.join(spec.sizes)}")
+
+
 def build(recipe_path: Path, out: Path | None = None, *, cache_dir: Path | None = None,
           log: Callable[[str], None] = print) -> BuildResult:
     t0 = time.perf_counter()
     recipe = load_recipe(recipe_path)
     profiles = [load_profile(t) for t in recipe.targets]  # unknown device names fail before any work
-    get_model_spec(recipe.model.name)
+    check_models(recipe, recipe_path)
     out = out if out is not None else Path("runs") / recipe.name
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache(cache_dir if cache_dir is not None else out / "cache", log=log)

@@ -53,18 +53,74 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, CheckpointMeta]:
         raise UserError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise UserError(f"{path}: not an edgevision checkpoint (missing format={FORMAT!r})")
-    meta = CheckpointMeta(**blob["meta"])
-    model = build_model(meta.model, meta.size, num_classes=len(meta.class_names),
-                        num_keypoints=meta.num_keypoints)
-    if meta.extra.get("pruned"):
-        resize_to_state_dict(model, blob["state_dict"], path)
+    meta = parse_meta(blob.get("meta"), path)
+    state = blob.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise UserError(f"{path}: checkpoint has no state_dict of named tensors")
     try:
-        model.load_state_dict(blob["state_dict"])
-    except RuntimeError as exc:
-        raise UserError(f"{path}: weights do not fit {meta.model}-{meta.size}: {str(exc).splitlines()[0]}") \
+        model = build_model(meta.model, meta.size, num_classes=len(meta.class_names),
+                            num_keypoints=meta.num_keypoints)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    if meta.extra.get("pruned"):
+        try:
+            resize_to_state_dict(model, state, path)
+        except (IndexError, ValueError, RuntimeError) as exc:
+            raise UserError(f"{path}: pruned weights do not fit {meta.model}-{meta.size}: {exc}") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # torch: "Error(s) in loading state_dict for X:\n\t<what>" -> <what>
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+        raise UserError(f"{path}: weights do not fit {meta.model}-{meta.size}: {lines[min(1, len(lines) - 1)][:300]}") \
             from None
     model.eval()
+    if meta.extra.get("pruned"):
+        _check_forward(model, path)
     return model, meta
+
+
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "model": str, "size": str, "task": str, "class_names": list, "input_size": int, "num_keypoints": int,
+    "extra": dict,
+}
+MAX_CLASSES = 100_000  # the sidecar's bound (edgevision.runtime.bundle)
+
+
+def parse_meta(raw: object, path: Path) -> CheckpointMeta:
+    """The checkpoint's ``meta`` dict as a ``CheckpointMeta``; missing, unknown or mistyped keys -> ``UserError``."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: checkpoint has no 'meta' mapping (model, size, task, class_names, input_size)")
+    unknown = sorted(str(k) for k in raw if k not in _META_TYPES)
+    if unknown:
+        raise UserError(f"{path}: checkpoint meta has unknown key(s) {', '.join(unknown)[:120]}")
+    required = [k for k in ("model", "size", "task", "class_names", "input_size") if k not in raw]
+    if required:
+        raise UserError(f"{path}: checkpoint meta lacks {', '.join(required)}")
+    for key, typ in _META_TYPES.items():
+        if key in raw and (not isinstance(raw[key], typ) or isinstance(raw[key], bool)):
+            raise UserError(f"{path}: checkpoint meta.{key} must be {getattr(typ, '__name__', typ)}, "
+                            f"got {type(raw[key]).__name__}")
+    names = raw["class_names"]
+    if not 1 <= len(names) <= MAX_CLASSES or not all(isinstance(n, str) for n in names):
+        raise UserError(f"{path}: checkpoint meta.class_names must be 1..{MAX_CLASSES} strings")
+    if raw["task"] not in ("detect", "pose"):
+        raise UserError(f"{path}: checkpoint meta.task must be detect or pose, got {raw['task']!r:.40}")
+    if not 32 <= raw["input_size"] <= 4096:
+        raise UserError(f"{path}: checkpoint meta.input_size {raw['input_size']} out of range [32, 4096]")
+    if not 0 <= raw.get("num_keypoints", 0) <= 1000:
+        raise UserError(f"{path}: checkpoint meta.num_keypoints {raw['num_keypoints']} out of range [0, 1000]")
+    return CheckpointMeta(**raw)
+
+
+def _check_forward(model: nn.Module, path: Path) -> None:
+    """A pruned checkpoint's layer widths come from its tensors; one small forward pass shows whether they
+    chain (an inconsistent state dict loads layer by layer but fails in the first convolution that disagrees)."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 64, 64))
+    except RuntimeError as exc:
+        raise UserError(f"{path}: pruned weights are inconsistent: {str(exc).splitlines()[0]}") from None
 
 
 def resize_to_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: object = "checkpoint") -> None:

@@ -67,13 +67,14 @@ def build(recipe: Path, out: Path | None, cache_dir: Path | None) -> None:
 @click.option("--imgsz", type=click.IntRange(1), default=None,
               help="Square input size to export for (default: the size it was trained at), e.g. 640.")
 @click.option("--nms", is_flag=True, help="NMS inside the graph (output layout 'nms'; batch 1, opset >= 13).")
+@click.option("--force", is_flag=True, help="Replace --out even if it is a non-empty directory that is not a bundle.")
 def export(checkpoint: Path, out: Path, opset: int, dynamic_batch: bool, simplify: bool, imgsz: int | None,
-           nms: bool) -> None:
+           nms: bool, force: bool) -> None:
     """Export an edgevision CHECKPOINT to a bundle (ONNX + sidecar), checking torch/ONNX Runtime parity."""
     from .export_cmd import export_checkpoint
 
     parity = export_checkpoint(checkpoint, out, opset=opset, dynamic_batch=dynamic_batch, simplify=simplify,
-                               input_size=imgsz, nms=nms)
+                               input_size=imgsz, nms=nms, force=force)
     click.echo(f"wrote {out} (parity: max abs err {parity['max_abs_err']:.2e}, "
                f"max rel err {parity['max_rel_err']:.2e})")
 
@@ -181,6 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line like every other user error, with where to look
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -58,6 +58,7 @@ def engine(bundle: Path, device: str, precision: str | None, dla: bool, sparse: 
     Elsewhere it checks the request and prints the exact command to run on the device.
     """
     from edgevision.runtime.bundle import load_bundle
+    from edgevision.runtime.bundle_check import verify_model_file
 
     from .devices import load_profile
     from .engine_build import detect_environment, engine_stage
@@ -65,6 +66,7 @@ def engine(bundle: Path, device: str, precision: str | None, dla: bool, sparse: 
 
     profile = load_profile(device)
     b = load_bundle(bundle)
+    verify_model_file(b)  # on any machine: an empty, truncated or mismatched model.onnx is an error here
     env = detect_environment()
     side = b.sidecar
     if sparse is None:

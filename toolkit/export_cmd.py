@@ -2,26 +2,48 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
-from edgevision.runtime.bundle import KeypointSpec
+from edgevision.runtime.bundle import SIDECAR_NAME, KeypointSpec
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.fsutil import atomic_dir, sha256_file
 
 from .checkpoint import CheckpointMeta, load_checkpoint
 from .data.coco import COCO_KEYPOINT_NAMES, COCO_SIGMAS, COCO_SKELETON
 from .models.registry import get_model_spec
-from .recipe import ExportConfig, ModelConfig, Recipe
+from .recipe import MAX_SIDE, ExportConfig, ModelConfig, Recipe
 from .stages.bundle import make_sidecar, nms_settings, write_bundle
 from .stages.export import check_parity, export_onnx
 
 
+def check_out_dir(out: Path, *, force: bool = False) -> None:
+    """``out`` may be written as a bundle: absent, an empty directory, or a bundle (replaced whole). A
+    directory holding anything else needs ``force``; a file (or anything not a directory) is never replaced."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UserError(f"--out {out}: exists and is not a directory; not replacing it with a bundle")
+    if not out.exists() or force or (out / SIDECAR_NAME).is_file():
+        return
+    try:
+        empty = next(out.iterdir(), None) is None
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot read the directory ({exc.strerror})") from None
+    if not empty:
+        raise UserError(f"--out {out}: is a non-empty directory that is not an edgevision bundle; choose another "
+                        "--out, or pass --force to replace it and everything in it")
+
+
 def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_batch: bool = False,
-                      simplify: bool = True, input_size: int | None = None, nms: bool = False) -> dict[str, float]:
-    """``input_size`` (default: the size it was trained at) exports the fully convolutional model for another
-    square input, e.g. 640 for a model trained at 256; it must be a multiple of the model's largest stride.
+                      simplify: bool = True, input_size: int | None = None, nms: bool = False,
+                      force: bool = False) -> dict[str, float]:
+    """``out``: see ``check_out_dir`` (``force`` replaces a directory that is not a bundle). ``input_size``
+    (default: the size it was trained at) exports the fully convolutional model for another square input,
+    e.g. 640 for a model trained at 256; it must be a multiple of the model's largest stride.
     ``nms``: NMS inside the graph (output layout ``nms``, see ``toolkit.nms_graph``)."""
+    check_out_dir(out, force=force)
+    if input_size is not None and not 1 <= input_size <= MAX_SIDE:
+        raise UserError(f"--imgsz {input_size}: out of range [32, {MAX_SIDE}]")
     model, meta = load_checkpoint(checkpoint)
     spec = get_model_spec(meta.model)
     size = meta.input_size if input_size is None else input_size
@@ -29,7 +51,8 @@ def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_b
     if size < stride or size % stride:
         raise UserError(f"--imgsz {size}: must be a positive multiple of {stride} (the model's largest stride)")
     keypoints = checkpoint_keypoints(checkpoint, meta)
-    recipe = Recipe(name=out.name or "model", task=meta.task,  # type: ignore[arg-type]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", out.name).lstrip("._-")[:100] or "model"
+    recipe = Recipe(name=name, task=meta.task,  # type: ignore[arg-type]
                     model=ModelConfig(name=meta.model, size=meta.size), input_size=size,
                     export=ExportConfig(opset=opset, dynamic_batch=dynamic_batch, simplify=simplify, nms=nms))
     with tempfile.TemporaryDirectory() as tmp:
@@ -42,6 +65,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_b
         sidecar = make_sidecar(recipe, spec, meta.class_names, keypoints=keypoints,
                                provenance={"checkpoint_hash": sha256_file(checkpoint),
                                            "onnx_hash": sha256_file(onnx_path)})
+        check_out_dir(out, force=force)  # again: the export took a while
         with atomic_dir(out) as d:
             write_bundle(d, onnx_path, sidecar, nms=nms_settings(recipe))
     return {"max_abs_err": parity.max_abs_err, "max_rel_err": parity.max_rel_err}

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgevision.runtime.errors import UserError
-from edgevision.runtime.validation import format_loc, parse_yaml, validation_line
+from edgevision.runtime.validation import allowed_range, format_loc, parse_yaml, validation_line
 
 from .compress.distill_config import DistillConfig
 from .compress.prune_config import PruneConfig
@@ -31,8 +31,19 @@ COMPRESS_STAGES = tuple(COMPRESS_SCHEMAS)
 _NOT_ARTIFACT = {"eval", "bench", "targets"}
 
 
+# Upper bounds: far above any sensible recipe, low enough that a typo cannot fill the disk, allocate the
+# machine's memory or run for days. Each breach is one line naming the key and its range.
+MAX_SEED = 2**32 - 1  # numpy's SeedSequence accepts any non-negative int; 32 bits is what users type
+MAX_SIDE = 4096  # image / input side in pixels
+MAX_IMAGES = 100_000  # synthetic images per split (~20 kB each at 256 px: 2 GB)
+MAX_EPOCHS = 1000
+MAX_BATCH = 1024
+MAX_THREADS = 1024
+MAX_DET = 10_000
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -48,24 +59,60 @@ class CocoSplit(_Strict):
     images: Path | None = None
 
 
-class DatasetConfig(_Strict):
-    kind: Literal["synthetic", "coco", "yolo"] = "synthetic"
-    seed: int = 0
-    num_train: int = Field(default=2000, ge=1)
-    num_val: int = Field(default=300, ge=1)
-    image_size: int = Field(default=256, ge=32, le=4096, description="synthetic image side in pixels")
-    max_objects: int = Field(default=8, ge=1, le=100)
-    train: CocoSplit | None = None
-    val: CocoSplit | None = None
-    data_yaml: Path | None = Field(default=None, description="YOLO-format data.yaml (kind: yolo)")
+class SyntheticData(_Strict):
+    """The built-in generator (shapes for ``task: detect``, mannequins for ``task: pose``)."""
 
-    @model_validator(mode="after")
-    def _paths_for_kind(self) -> DatasetConfig:
-        if self.kind == "coco" and (self.train is None or self.val is None):
-            raise ValueError("kind 'coco' needs both 'train' and 'val' ({annotations, images})")
-        if self.kind == "yolo" and self.data_yaml is None:
-            raise ValueError("kind 'yolo' needs 'data_yaml'")
-        return self
+    kind: Literal["synthetic"] = "synthetic"
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    num_train: int = Field(default=2000, ge=1, le=MAX_IMAGES)
+    num_val: int = Field(default=300, ge=1, le=MAX_IMAGES)
+    image_size: int = Field(default=256, ge=32, le=MAX_SIDE, description="synthetic image side in pixels")
+    max_objects: int = Field(default=8, ge=1, le=100)
+
+
+class CocoData(_Strict):
+    """COCO json annotations (``images`` defaults to the folder beside each json)."""
+
+    kind: Literal["coco"]
+    train: CocoSplit
+    val: CocoSplit
+
+
+class YoloData(_Strict):
+    """A YOLO-format ``data.yaml`` (converted to COCO json in the stage cache)."""
+
+    kind: Literal["yolo"]
+    data_yaml: Path = Field(description="YOLO-format data.yaml")
+
+
+DatasetConfig = SyntheticData | CocoData | YoloData
+DATASET_KINDS: dict[str, type[SyntheticData] | type[CocoData] | type[YoloData]] = {
+    "synthetic": SyntheticData, "coco": CocoData, "yolo": YoloData,
+}
+# The dataset section as it was dumped before it became a union: the recipe's hashes (bundle provenance and the
+# bundle stage's cache key) are computed over this shape, so bundles cached before stay valid.
+_FLAT_DATASET = {"kind": "synthetic", "seed": 0, "num_train": 2000, "num_val": 300, "image_size": 256,
+                 "max_objects": 8, "train": None, "val": None, "data_yaml": None}
+
+
+def _dataset_section(raw: Any) -> Any:
+    """Validate ``dataset:`` by its ``kind`` (default synthetic); a key of another kind is an error naming it."""
+    if not isinstance(raw, dict):
+        return raw  # pydantic reports the type
+    kind = raw.get("kind", "synthetic")
+    if kind not in DATASET_KINDS:
+        raise ValueError(f"dataset.kind: must be one of {', '.join(DATASET_KINDS)}, got {kind!r}")
+    schema = DATASET_KINDS[kind]
+    for key in raw:
+        if key not in schema.model_fields:
+            owners = [k for k, sch in DATASET_KINDS.items() if key in sch.model_fields]
+            why = f"belongs to kind {' / '.join(owners)}" if owners else "unknown key"
+            raise ValueError(f"dataset.{key}: {why}, not kind {kind!r} (its keys: {', '.join(schema.model_fields)})")
+    try:
+        return schema.model_validate({**raw, "kind": kind})
+    except ValidationError as exc:
+        raise ValueError(validation_line("dataset", exc, schema=schema).replace("dataset: ", "dataset.", 1)
+                         + f" (kind {kind!r})") from None
 
 
 class AugmentSection(_Strict):
@@ -83,19 +130,19 @@ class AugmentSection(_Strict):
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(default=5, ge=1)
-    time: float | None = Field(default=None, gt=0, description=(
+    epochs: int = Field(default=5, ge=1, le=MAX_EPOCHS)
+    time: float | None = Field(default=None, gt=0, le=1000, description=(
         "wall-clock training budget in hours (Ultralytics' time=); replaces epochs: training stops when it is "
         "spent and the lr schedule (warmup, decay to lr x lrf) is fitted to the iterations that fit in it"))
-    batch: int = Field(default=16, ge=1)
-    lr: float = Field(default=0.002, gt=0)
-    weight_decay: float = Field(default=0.0005, ge=0)
-    warmup_epochs: float = Field(default=0.5, ge=0)
+    batch: int = Field(default=16, ge=1, le=MAX_BATCH)
+    lr: float = Field(default=0.002, gt=0, le=10)
+    weight_decay: float = Field(default=0.0005, ge=0, le=1)
+    warmup_epochs: float = Field(default=0.5, ge=0, le=MAX_EPOCHS)
     augment: AugmentSection = AugmentSection()
     optimizer: Literal["sgd", "adamw"] = "adamw"
     ema: bool = True
-    seed: int = 0
-    num_threads: int = Field(default=0, ge=0, description="0 = all cores")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    num_threads: int = Field(default=0, ge=0, le=MAX_THREADS, description="0 = all cores")
     device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$",
                         description="torch device for training, distillation and QAT: cpu, cuda or cuda:N")
 
@@ -112,9 +159,9 @@ class TrainConfig(_Strict):
 
 
 class ParityConfig(_Strict):
-    samples: int = Field(default=4, ge=1)
-    atol: float = Field(default=1e-3, gt=0)
-    rtol: float = Field(default=1e-3, gt=0)
+    samples: int = Field(default=4, ge=1, le=1000)
+    atol: float = Field(default=1e-3, gt=0, le=1e3)
+    rtol: float = Field(default=1e-3, gt=0, le=1e3)
 
 
 class ExportConfig(_Strict):
@@ -130,29 +177,30 @@ class ExportConfig(_Strict):
 class PostprocessConfig(_Strict):
     conf: float = Field(default=0.25, ge=0, le=1)
     iou: float = Field(default=0.45, gt=0, le=1)
-    max_det: int = Field(default=100, ge=1)
+    max_det: int = Field(default=100, ge=1, le=MAX_DET)
 
 
 class EvalConfig(_Strict):
     conf: float = Field(default=0.001, ge=0, le=1)
     iou: float = Field(default=0.6, gt=0, le=1)
-    max_det: int = Field(default=100, ge=1)
-    limit: int | None = Field(default=None, ge=1, description="evaluate only the first N val images")
+    max_det: int = Field(default=100, ge=1, le=MAX_DET)
+    limit: int | None = Field(default=None, ge=1, le=10 * MAX_IMAGES,
+                              description="evaluate only the first N val images")
 
 
 class BenchConfig(_Strict):
-    warmup: int = Field(default=10, ge=0)
-    iters: int = Field(default=50, ge=1)
-    threads: int = Field(default=0, ge=0, description="0 = all cores")
+    warmup: int = Field(default=10, ge=0, le=10_000)
+    iters: int = Field(default=50, ge=1, le=100_000)
+    threads: int = Field(default=0, ge=0, le=MAX_THREADS, description="0 = all cores")
     backends: list[Literal["torch-cpu", "onnxruntime-cpu"]] = ["torch-cpu", "onnxruntime-cpu"]
 
 
 class Recipe(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     task: Literal["detect", "pose"] = "detect"
     model: ModelConfig = ModelConfig()
-    input_size: int = Field(default=256, ge=32, le=4096)
-    dataset: DatasetConfig = DatasetConfig()
+    input_size: int = Field(default=256, ge=32, le=MAX_SIDE)
+    dataset: DatasetConfig = Field(default_factory=SyntheticData, discriminator="kind")
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
@@ -167,6 +215,13 @@ class Recipe(_Strict):
         if v % 32:
             raise ValueError(f"must be a multiple of 32 (the largest stride), got {v}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_by_kind(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "dataset" in raw:
+            return {**raw, "dataset": _dataset_section(raw["dataset"])}
+        return raw
 
     @model_validator(mode="before")
     @classmethod
@@ -190,6 +245,8 @@ class Recipe(_Strict):
                 loc = format_loc((stage, *first["loc"]))
                 msg = str(first["msg"]).removeprefix("Value error, ")
                 msg = "unknown key" if first["type"] == "extra_forbidden" else msg
+                if rng := allowed_range(COMPRESS_SCHEMAS[stage], first["loc"]):
+                    msg += f" ({rng})"
                 raise ValueError(f"{where}.{loc}: {msg}") from None
             items.append({stage: cfg.model_dump(mode="json")})
         q = [i for i, it in enumerate(items) if "quantize" in it]
@@ -205,15 +262,20 @@ class Recipe(_Strict):
             out.append((stage, COMPRESS_SCHEMAS[stage].model_validate(body)))
         return out
 
+    def _hash_dump(self, exclude: set[str] | None = None) -> dict[str, Any]:
+        out = self.model_dump(mode="json", exclude=exclude)
+        out["dataset"] = {**_FLAT_DATASET, **out["dataset"]}
+        return out
+
     def digest(self) -> str:
         """Content hash of the whole validated recipe."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        blob = json.dumps(self._hash_dump(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 
     def artifact_digest(self) -> str:
         """Hash of the sections that shape the deployed model (not eval/bench/targets): the bundle's
         provenance, so re-scoring or re-timing a model does not make its bundle look different."""
-        blob = json.dumps(self.model_dump(mode="json", exclude=_NOT_ARTIFACT), sort_keys=True).encode()
+        blob = json.dumps(self._hash_dump(exclude=_NOT_ARTIFACT), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 
 
@@ -232,7 +294,7 @@ def load_recipe(path: Path) -> Recipe:
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(validation_line(str(path), exc)) from None
+        raise UserError(validation_line(str(path), exc, schema=Recipe)) from None
     return _resolve_paths(recipe, path.parent)
 
 
@@ -240,12 +302,12 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     def fix(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else (base / p).resolve())
 
-    ds = recipe.dataset
-    splits = {
-        k: (None if s is None else s.model_copy(update={"annotations": fix(s.annotations), "images": fix(s.images)}))
-        for k, s in (("train", ds.train), ("val", ds.val))
-    }
-    ds = ds.model_copy(update={**splits, "data_yaml": fix(ds.data_yaml)})
+    ds: DatasetConfig = recipe.dataset
+    if isinstance(ds, CocoData):
+        ds = ds.model_copy(update={k: s.model_copy(update={"annotations": fix(s.annotations), "images": fix(s.images)})
+                                   for k, s in (("train", ds.train), ("val", ds.val))})
+    elif isinstance(ds, YoloData):
+        ds = ds.model_copy(update={"data_yaml": fix(ds.data_yaml)})
     model = recipe.model.model_copy(update={"checkpoint": fix(recipe.model.checkpoint)})
     compress = [{stage: {**body, "teacher": str(fix(Path(body["teacher"])))}
                  if stage == "distill" and body.get("teacher") else body} for item in recipe.compress

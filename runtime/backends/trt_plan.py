@@ -254,8 +254,9 @@ class EngineRecord(Protocol):
 
 
 def rebuild_command(bundle: str | Path, profile: str) -> str:
-    """The command that builds an engine for ``profile`` from ``bundle`` (run it on the device)."""
-    return f"edgevision engine {shlex.quote(str(bundle))} --device {shlex.quote(profile)}"
+    """The command that builds an engine for ``profile`` from ``bundle`` (run it on the device), shell-quoted:
+    a bundle path holding ``;$(...)`` stays one argument when the line is pasted."""
+    return shlex.join(["edgevision", "engine", str(bundle), "--device", profile])
 
 
 def _sm_ok(built: str, found: str, flags: Sequence[str]) -> bool:

@@ -4,6 +4,7 @@ gates, and the sidecar/engine compatibility check (these run everywhere)."""
 from __future__ import annotations
 
 import importlib.util
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Tuple
@@ -307,7 +308,9 @@ def test_hardware_compatible_plans_run_on_ampere_and_newer() -> None:
 
 def test_rebuild_command() -> None:
     assert rebuild_command("runs/b", "jetson-nano") == "edgevision engine runs/b --device jetson-nano"
-    assert rebuild_command("my runs/b'1", "jetson-nano") == "edgevision engine 'my runs/b'\"'\"'1' --device jetson-nano"
+    hostile = "runs/a b;$(rm -rf ~)"
+    assert shlex.split(rebuild_command(hostile, "jetson-nano")) == ["edgevision", "engine", hostile, "--device",
+                                                                    "jetson-nano"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")

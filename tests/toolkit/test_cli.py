@@ -56,6 +56,22 @@ def test_build_unknown_device_and_model(tmp_path: Path, capsys: pytest.CaptureFi
     assert "resnet9000" in user_error(["build", str(recipe), "--out", str(tmp_path / "o")], capsys)
 
 
+@pytest.mark.parametrize(("text", "key"), [
+    ("name: x\nmodel: {size: q}\n", "model: model 'edgedet' has no size 'q'"),
+    ("name: x\ncompress:\n  - distill: {student: edgedet-zz}\n", "compress[0].distill.student: model 'edgedet' has no"),
+    ("name: x\ncompress:\n  - distill: {student: nonet-n}\n", "compress[0].distill.student: unknown model 'nonet'"),
+])
+def test_build_checks_models_before_any_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str,
+                                              key: str) -> None:
+    """A bad model size used to be found after the data stage ran, leaving its cache behind."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    out = tmp_path / "o"
+    line = user_error(["build", str(recipe), "--out", str(out)], capsys)
+    assert "r.yaml" in line and key in line
+    assert not out.exists()
+
+
 def test_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "nope.yaml" in user_error(["build", str(tmp_path / "nope.yaml")], capsys)
     assert "ckpt.pt" in user_error(["export", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "b")], capsys)

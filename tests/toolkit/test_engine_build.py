@@ -31,8 +31,25 @@ def _bundle(root: Path, precision: str = "fp32", shape: list[int | str] | None =
                    input=InputSpec(shape=shape or [1, 3, 64, 64]), output=OutputSpec(num_classes=1))
     root.mkdir(parents=True, exist_ok=True)
     (root / SIDECAR_NAME).write_text(side.model_dump_json(indent=2))
-    (root / "model.onnx").write_bytes(b"onnx")
+    _tiny_onnx(root / "model.onnx", side.input.shape)
     return root
+
+
+def _tiny_onnx(path: Path, shape: list[int | str]) -> None:
+    """A real model the sidecar describes (``engine`` reads it on any machine): images -> [1, 4 + 1, 8]."""
+    onnx = pytest.importorskip("onnx", reason="the engine tests' bundles are built with onnx.helper")
+    import numpy as np
+
+    h = onnx.helper
+    images = h.make_tensor_value_info("images", onnx.TensorProto.FLOAT, shape)
+    out = h.make_tensor_value_info("output0", onnx.TensorProto.FLOAT, [1, 5, 8])
+    inits = [onnx.numpy_helper.from_array(np.zeros((1, 5, 8), np.float32), "head"),
+             onnx.numpy_helper.from_array(np.zeros(1, np.float32), "z")]
+    nodes = [h.make_node("ReduceMean", ["images"], ["m"], keepdims=0), h.make_node("Mul", ["m", "z"], ["m0"]),
+             h.make_node("Add", ["head", "m0"], ["output0"])]
+    model = h.make_model(h.make_graph(nodes, "tiny", [images], [out], inits),
+                         opset_imports=[h.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(path))
 
 
 def _plan(profile: str = "jetson-orin-nano-8gb", version: str = "10.3.0", **kw: Any) -> EnginePlan:

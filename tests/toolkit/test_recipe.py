@@ -51,7 +51,29 @@ def test_every_shipped_recipe_validates(path: Path) -> None:
         ("name: a\ncompress:\n  - {prune: {ratio: 0.5}, distill: {}}\n", "compress[0]: must be a one-key mapping"),
         ("name: a\ninput_size: 250\n", "input_size: must be a multiple of 32"),
         ("task: detect\n", "name: required key is missing"),
-        ("name: a\ndataset: {kind: coco}\n", "dataset: kind 'coco' needs"),
+        ("name: a\ndataset: {kind: coco}\n", "dataset.train: required key is missing"),
+        ("name: a\ndataset: {kind: yolo}\n", "dataset.data_yaml: required key is missing"),
+        ("name: a\ndataset: {kind: coco, num_train: 5, train: {annotations: a}, val: {annotations: b}}\n",
+         "dataset.num_train: belongs to kind synthetic, not kind 'coco'"),
+        ("name: a\ndataset: {data_yaml: d.yaml}\n", "dataset.data_yaml: belongs to kind yolo, not kind 'synthetic'"),
+        ("name: a\ndataset: {kind: lmdb}\n", "dataset.kind: must be one of synthetic, coco, yolo"),
+        ("name: a\ndataset: {num_train: 1000000000000}\n",
+         "dataset.num_train: Input should be less than or equal to 100000"),
+        ("name: a\ndataset: {seed: -1}\n",
+         "dataset.seed: Input should be greater than or equal to 0 (allowed range [0, 4294967295])"),
+        ("name: a\ndataset: {image_size: 100000}\n", "dataset.image_size: Input should be less than or equal to 4096"),
+        ("name: a\ntrain: {epochs: 1000000}\n",
+         "train.epochs: Input should be less than or equal to 1000 (allowed range [1, 1000])"),
+        ("name: a\ntrain: {lr: .nan}\n", "train.lr: Input should be a finite number (allowed range (0, 10])"),
+        ("name: a\ntrain: {seed: -3}\n", "train.seed: Input should be greater than or equal to 0"),
+        ("name: a\nbench: {iters: 1000000000}\n", "bench.iters: Input should be less than or equal to 100000"),
+        ("name: a\nbench: {warmup: 1000000000}\n", "bench.warmup: Input should be less than or equal to 10000"),
+        ("name: a\neval: {max_det: 1000000000}\n", "eval.max_det:"),
+        ("name: a\ninput_size: 102400\n", "input_size: Input should be less than or equal to 4096"),
+        ("name: a\ncompress:\n  - distill: {epochs: 100000000}\n",
+         "compress[0].distill.epochs: Input should be less than or equal to 1000 (allowed range [1, 1000])"),
+        ("name: a\ncompress:\n  - quantize: {calib_images: 100000000}\n", "compress[0].quantize.calib_images:"),
+        ("name: a\ncompress:\n  - distill: {seed: -1}\n", "compress[0].distill.seed:"),
         ("name: a\nbench: {backends: [tpu]}\n", "bench.backends[0]:"),
         ("name: a\ntrain: {device: gpu}\n", "train.device:"),
     ],
@@ -83,6 +105,15 @@ def test_relative_paths_resolve_against_recipe_folder(tmp_path: Path) -> None:
     assert r.dataset.train is not None and r.dataset.val is not None
     assert r.dataset.train.annotations == (tmp_path / "d/train.json").resolve()
     assert r.dataset.val.images == (tmp_path / "d/img").resolve()
+
+
+def test_dataset_hash_keeps_its_pre_union_shape(tmp_path: Path) -> None:
+    """Caches and bundles built before the dataset section became a tagged union stay valid: the hash is over
+    the flat section with every kind's keys, the defaults the flat schema had."""
+    r = load_recipe(write(tmp_path, "name: a\n"))
+    flat = r._hash_dump()["dataset"]
+    assert flat == {"kind": "synthetic", "seed": 0, "num_train": 2000, "num_val": 300, "image_size": 256,
+                    "max_objects": 8, "train": None, "val": None, "data_yaml": None}
 
 
 def test_digest_changes_with_config(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ class PruneConfig(BaseModel):
     weights to the 2:4 pattern.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     version: Literal[1] = 1
     importance: Literal["l1", "l2", "bn_scale", "taylor"] = "l2"
@@ -26,7 +26,7 @@ class PruneConfig(BaseModel):
     round_to: int = Field(default=8, ge=1, le=256, description="keep channel counts multiples of this")
     protect: list[str] = Field(default=[], description="module names (model.named_modules) never pruned")
     protect_head: bool = True
-    calib_batches: int = Field(default=4, ge=1, description="batches for gradient-based importance (taylor)")
+    calib_batches: int = Field(default=4, ge=1, le=10_000, description="batches for gradient-based importance (taylor)")
     sparsity: Literal["none", "2:4"] = "none"
     sparse_layers: list[str] = Field(default=[], description="convs to make 2:4 sparse; empty = all eligible")
 

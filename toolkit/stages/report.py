@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edgevision.runtime.backends.trt_plan import rebuild_command
 from edgevision.runtime.fsutil import atomic_write_json, atomic_write_text, sha256_file
 
 from ..devices import DeviceProfile
@@ -39,8 +40,7 @@ def _targets(out: Path, profiles: Sequence[DeviceProfile], variants: dict[str, d
     for p in profiles:
         entry: dict[str, Any] = {"backend": p.backend, "default_precision": p.default_precision}
         if p.backend == "tensorrt":
-            entry["engine_commands"] = {v: f"edgevision engine {out / rec['bundle']} --device {p.name}"
-                                        for v, rec in variants.items()}
+            entry["engine_commands"] = {v: rebuild_command(out / rec["bundle"], p.name) for v, rec in variants.items()}
         targets[p.name] = entry
     return targets
 
