@@ -44,7 +44,7 @@ def check_model_io(side: Sidecar, inputs: Sequence[TensorSpec], outputs: Sequenc
         raise UserError(f"{source}: input.dtype {spec.dtype!r} but the model's input {inp.name!r} is {inp.dtype}")
     if len(inp.shape) != 4:
         raise UserError(f"{source}: the model's input {inp.name!r} has shape {list(inp.shape)}, expected NCHW")
-    for axis, (want, got) in enumerate(zip(spec.shape, inp.shape, strict=True)):
+    for axis, (want, got) in enumerate(zip(spec.shape, inp.shape)):
         if isinstance(want, int) and isinstance(got, int) and want != got:
             what = ("batch", "channels", "height", "width")[axis]
             raise UserError(f"{source}: input.shape {list(spec.shape)} but the model's input {inp.name!r} is "
