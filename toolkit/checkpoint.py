@@ -2,7 +2,9 @@
 
 Format: ``torch.save`` of a dict with ``format: "edgevision-checkpoint"``, the registry name/size, class
 names, input size and the state dict. Loading rebuilds the module from the registry, so a checkpoint never
-pickles code.
+pickles code. A checkpoint of another model source (``meta.extra["source"] = {"kind": ...}``, see
+``models/sources``) is rebuilt by that source's registered skeleton instead; checkpoints without a source
+record are built-in ones and load as they always did.
 
 Channel-pruned models (``meta.extra["pruned"]``, written by the prune stage) are rebuilt the same way and
 then narrowed: the state dict's tensor shapes *are* the channel configuration, so each Conv2d / BatchNorm2d
@@ -54,15 +56,21 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, CheckpointMeta]:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise UserError(f"{path}: not an edgevision checkpoint (missing format={FORMAT!r})")
     meta = CheckpointMeta(**blob["meta"])
-    model = build_model(meta.model, meta.size, num_classes=len(meta.class_names),
-                        num_keypoints=meta.num_keypoints)
+    source = meta.extra.get("source")
+    if isinstance(source, dict) and source.get("kind"):
+        from .models.sources.base import rebuild_skeleton
+
+        model = rebuild_skeleton(str(source["kind"]), meta)
+    else:
+        model = build_model(meta.model, meta.size, num_classes=len(meta.class_names),
+                            num_keypoints=meta.num_keypoints)
     if meta.extra.get("pruned"):
         resize_to_state_dict(model, blob["state_dict"], path)
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:
-        raise UserError(f"{path}: weights do not fit {meta.model}-{meta.size}: {str(exc).splitlines()[0]}") \
-            from None
+        what = f"{meta.model}-{meta.size}" if meta.size else meta.model
+        raise UserError(f"{path}: weights do not fit {what}: {str(exc).splitlines()[0]}") from None
     model.eval()
     return model, meta
 

@@ -11,7 +11,7 @@ from edgevision.runtime.fsutil import atomic_dir, sha256_file
 
 from .checkpoint import CheckpointMeta, load_checkpoint
 from .data.coco import COCO_KEYPOINT_NAMES, COCO_SIGMAS, COCO_SKELETON
-from .models.registry import get_model_spec
+from .models.sources.base import contract_from_meta
 from .recipe import ExportConfig, ModelConfig, Recipe
 from .stages.bundle import make_sidecar, nms_settings, write_bundle
 from .stages.export import check_parity, export_onnx
@@ -23,14 +23,14 @@ def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_b
     square input, e.g. 640 for a model trained at 256; it must be a multiple of the model's largest stride.
     ``nms``: NMS inside the graph (output layout ``nms``, see ``toolkit.nms_graph``)."""
     model, meta = load_checkpoint(checkpoint)
-    spec = get_model_spec(meta.model)
+    spec = contract_from_meta(meta)  # the model source's contract (built-ins: the registry's)
     size = meta.input_size if input_size is None else input_size
     stride = max(spec.strides)
     if size < stride or size % stride:
         raise UserError(f"--imgsz {size}: must be a positive multiple of {stride} (the model's largest stride)")
     keypoints = checkpoint_keypoints(checkpoint, meta)
     recipe = Recipe(name=out.name or "model", task=meta.task,  # type: ignore[arg-type]
-                    model=ModelConfig(name=meta.model, size=meta.size), input_size=size,
+                    model=ModelConfig(checkpoint=checkpoint), input_size=size,
                     export=ExportConfig(opset=opset, dynamic_batch=dynamic_batch, simplify=simplify, nms=nms))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"

@@ -221,7 +221,7 @@ def fit(
                             num_workers=cfg.workers, collate_fn=collate_fn or _default_collate(), generator=gen,
                             persistent_workers=cfg.workers > 0)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        model = model.to(device).to(memory_format=fmt)  # type: ignore[call-overload]
+        model = model.to(device).to(memory_format=fmt)
         loss_fn = (loss_factory or _task_loss)(model, cfg)
         opt = _make_optimizer(model, cfg)
         nb = len(loader)
@@ -261,7 +261,7 @@ def fit(
                     on_epoch(epoch, result.epoch_losses[-1], ema.ema if ema else model.eval())
         final = ema.ema if ema is not None else model
         # back on the CPU: export, checkpoints and evaluation take it from here whatever it trained on
-        final = final.cpu().to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
+        final = final.cpu().to(memory_format=torch.contiguous_format).eval()
         result.model = final
     result.seconds = time.perf_counter() - t0
     return result
