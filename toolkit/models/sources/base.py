@@ -117,6 +117,9 @@ def contract_from_meta(meta: CheckpointMeta) -> Contract:
         if spec is not None:
             return Contract(input_size=meta.input_size, mean=spec.mean, std=spec.std, rgb=spec.rgb,
                             pad_value=spec.pad_value, strides=spec.strides, output_layout=spec.output_layout)
+    strides = src.get("strides") if isinstance(src, dict) else None  # a record without a contract may have them
+    if isinstance(strides, list | tuple) and strides and all(isinstance(s, int) for s in strides):
+        return Contract(input_size=meta.input_size, strides=tuple(strides))
     return Contract(input_size=meta.input_size)
 
 
