@@ -42,8 +42,13 @@ def ultralytics_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = root / "yolov8n-shapes.yaml"  # the file name carries the scale Ultralytics reads
     path.write_text(yaml.safe_dump(cfg))
     torch.manual_seed(0)
-    out = YOLO(str(path)).export(format="onnx", imgsz=64, simplify=False, opset=17)
-    return Path(out)
+    here = Path.cwd()
+    os.chdir(root)  # the exporter writes beside the model's "file", the yaml's name in the working directory
+    try:
+        out = YOLO(str(path)).export(format="onnx", imgsz=64, simplify=False, opset=17)
+    finally:
+        os.chdir(here)
+    return root / Path(out).name
 
 
 @pytest.fixture(scope="module")
