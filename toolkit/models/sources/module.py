@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from edgevision.runtime.errors import UserError
+from edgevision.runtime.errors import InternalError, UserError
 from edgevision.runtime.fsutil import sha256_file
 
 from .base import Contract, ModelSource, SourceInfo, register_skeleton, source_record
@@ -223,7 +223,8 @@ class ModuleSource(ModelSource):
 
         info = self.describe()
         check_channels(self._shape, len(class_names), num_keypoints, self.spec)
-        assert self._model is not None  # set by describe()
+        if self._model is None:  # describe() sets it
+            raise InternalError("module source: describe() did not build the model")
         record = source_record(self.kind, info.contract, factory=self.spec, loss=self.cfg.loss,
                                has_loss=info.has_loss, has_head_protocol=info.has_head_protocol)
         extra: dict[str, Any] = {"source": record}
