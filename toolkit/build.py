@@ -8,6 +8,7 @@ build resumes at the first stage it lacks.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from .cache import Artifact, Cache
 from .checkpoint import load_checkpoint
 from .devices import load_profile
 from .models.registry import get_model_spec
+from .models.sources import prepare
+from .models.sources.base import Contract, contract_from_meta
 from .recipe import Recipe, load_recipe
 from .stages.bench import bench_latency
 from .stages.bundle import keypoint_spec, make_sidecar, nms_settings, write_bundle
@@ -51,7 +54,17 @@ def count_macs_params(model: Any, input_size: int) -> tuple[int, int]:
     return int(macs), int(params)
 
 
+def is_onnx_model(base: Path) -> bool:
+    """The build's base model is an ONNX file (``onnx:`` source), not a checkpoint."""
+    return base.suffix == ".onnx"
+
+
 def _export(recipe: Recipe, ckpt: Path, cache: Cache) -> Artifact:
+    """The FP32 ONNX of a checkpoint (export + parity), or the adopted file itself for an ONNX source."""
+    if is_onnx_model(ckpt):
+        from .models.sources.onnx import adopt_onnx
+
+        return cache.run("export", {"onnx": sha256_file(ckpt)}, lambda d: adopt_onnx(ckpt, d / ONNX_NAME))
     material = {"checkpoint": sha256_file(ckpt), "export": recipe.export.model_dump(mode="json"),
                 "input_size": recipe.input_size}
 
@@ -73,6 +86,17 @@ def _export(recipe: Recipe, ckpt: Path, cache: Cache) -> Artifact:
                 "onnx_sha256": sha256_file(workdir / ONNX_NAME)}
 
     return cache.run("export", material, run)
+
+
+def variant_contract(recipe: Recipe, base: Path) -> Contract:
+    """How to feed the model of checkpoint (or ONNX source file) ``base`` at the recipe's input size."""
+    if is_onnx_model(base):
+        from .models.sources.onnx import OnnxSource
+
+        contract = OnnxSource(recipe).describe().contract
+    else:
+        contract = contract_from_meta(load_checkpoint(base)[1])
+    return dataclasses.replace(contract, input_size=recipe.input_size)
 
 
 @dataclass
@@ -106,18 +130,19 @@ def build_variant(
     onnx_path = model.onnx if model is not None else exported.path(ONNX_NAME)
     onnx_hash = model.onnx_sha256 if model is not None else exported.data["onnx_sha256"]
     precision = model.precision if model is not None else "fp32"
-    spec = get_model_spec(recipe.model.name)
+    torch_model = not is_onnx_model(ckpt)
     provenance: dict[str, str | None] = {
         "recipe_hash": recipe.artifact_digest(), "dataset_hash": data.digest,
-        "checkpoint_hash": sha256_file(ckpt), "onnx_hash": onnx_hash,
+        "checkpoint_hash": sha256_file(ckpt) if torch_model else None, "onnx_hash": onnx_hash,
         "calibration_hash": model.calibration_hash if model is not None else None,
     }
-    _, meta = load_checkpoint(ckpt)
-    extra = {k: meta.extra[k] for k in ("sparsity",) if k in meta.extra}
+    contract = variant_contract(recipe, ckpt)
+    meta_extra = load_checkpoint(ckpt)[1].extra if torch_model else {}
+    extra = {k: meta_extra[k] for k in ("sparsity",) if k in meta_extra}
     bundled = cache.run(
         "bundle", {"onnx": onnx_hash, "recipe": recipe.artifact_digest(), "precision": precision, "extra": extra},
         lambda d: write_bundle(d, onnx_path, make_sidecar(
-            recipe, spec, list(data.train.class_names), precision=precision, provenance=provenance,
+            recipe, contract, list(data.train.class_names), precision=precision, provenance=provenance,
             keypoints=keypoint_spec(data.train),
         ).model_copy(update={"extra": extra}), nms=nms_settings(recipe)),
     )
@@ -135,12 +160,13 @@ def build_variant(
     evaluated = evaluate()
     as_tensorrt = evaluate(literal_qdq=True) if precision == "int8" else None
     bn = recipe.bench
+    backends: list[str] = [b for b in bn.backends if torch_model or b != "torch-cpu"]
     benched = cache.run(
         "bench", {"method": BENCH_METHOD, "bundle": bundled.key, "checkpoint": provenance["checkpoint_hash"],
                   "bench": bn.model_dump(mode="json"),
                   "reference": sha256_file(reference_onnx) if reference_onnx is not None else None},
-        lambda d: bench_latency(load_checkpoint(ckpt)[0], onnx_path, recipe.input_size,
-                                backends=list(bn.backends), warmup=bn.warmup, iters=bn.iters,
+        lambda d: bench_latency(load_checkpoint(ckpt)[0] if "torch-cpu" in backends else None, onnx_path,
+                                recipe.input_size, backends=backends, warmup=bn.warmup, iters=bn.iters,
                                 threads=bn.threads, reference_onnx=reference_onnx),
     )
     with atomic_dir(out / name) as tmp:
@@ -150,8 +176,8 @@ def build_variant(
         "precision": precision,
         "metrics": {k: v for k, v in evaluated.data.items() if k.startswith(("map", "kp_map"))},
         "latency_ms": benched.data,
-        "parity": ({k: exported.data["parity"][k] for k in ("max_abs_err", "max_rel_err")} if model is None
-                   else (model.info or {}).get("parity", {})),
+        "parity": ({k: exported.data["parity"][k] for k in ("max_abs_err", "max_rel_err")
+                    if k in exported.data["parity"]} if model is None else (model.info or {}).get("parity", {})),
         "macs": exported.data["macs"],
         "params": exported.data["params"],
         "size_bytes": onnx_path.stat().st_size,
@@ -161,6 +187,8 @@ def build_variant(
     }
     if as_tensorrt is not None:
         record["metrics_tensorrt_qdq"] = {k: v for k, v in as_tensorrt.data.items() if k.startswith(("map", "kp_map"))}
+    if "torch-cpu" in bn.backends and "torch-cpu" not in backends:
+        record["notes"] = ["bench: torch-cpu skipped, the model is an ONNX file (model.onnx) with no torch model"]
     if compress:
         record["compress"] = compress
     if extra:
@@ -172,7 +200,7 @@ def check_models(recipe: Recipe, source: Path) -> None:
     """Every built-in model the recipe names (``model``, distill ``student``) exists in that size, and every
     checkpoint it names (``model.checkpoint``, distill ``teacher``) exists: checked before the data stage, so a
     typo costs no work and leaves no cache behind."""
-    wanted = [("model", recipe.model.name, recipe.model.size)]
+    wanted = [("model", recipe.model.name, recipe.model.size)] if recipe.model.kind == "builtin" else []
     for i, (stage, cfg) in enumerate(recipe.compress_steps()):
         student = getattr(cfg, "student", None) if stage == "distill" else None
         if student:
@@ -198,9 +226,10 @@ def check_models(recipe: Recipe, source: Path) -> None:
 def build(recipe_path: Path, out: Path | None = None, *, cache_dir: Path | None = None,
           log: Callable[[str], None] = print) -> BuildResult:
     t0 = time.perf_counter()
-    recipe = load_recipe(recipe_path)
+    loaded = load_recipe(recipe_path)
+    check_models(loaded, recipe_path)
+    recipe, source, _ = prepare(loaded, base=recipe_path.parent)
     profiles = [load_profile(t) for t in recipe.targets]  # unknown device names fail before any work
-    check_models(recipe, recipe_path)
     out = out if out is not None else Path("runs") / recipe.name
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache(cache_dir if cache_dir is not None else out / "cache", log=log)
@@ -208,8 +237,8 @@ def build(recipe_path: Path, out: Path | None = None, *, cache_dir: Path | None 
     data = prepare_data(recipe.dataset, cache, task=recipe.task)
     log(f"data: {len(data.train.records)} train / {len(data.val.records)} val images, "
         f"{len(data.train.class_names)} classes")
-    trained = train_stage(recipe, data, cache)
-    ckpt = trained.path(CHECKPOINT)
+    trained = train_stage(recipe, data, cache, source)
+    ckpt = trained.path(str(trained.data.get("model_file", CHECKPOINT)))
     variants = {"fp32": build_variant("fp32", recipe, data, ckpt, cache, out)}
     if recipe.compress:
         from .compress.chain import run_compress

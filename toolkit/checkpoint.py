@@ -2,7 +2,9 @@
 
 Format: ``torch.save`` of a dict with ``format: "edgevision-checkpoint"``, the registry name/size, class
 names, input size and the state dict. Loading rebuilds the module from the registry, so a checkpoint never
-pickles code.
+pickles code. A checkpoint of another model source (``meta.extra["source"] = {"kind": ...}``, see
+``models/sources``) is rebuilt by that source's registered skeleton instead; checkpoints without a source
+record are built-in ones and load as they always did.
 
 Channel-pruned models (``meta.extra["pruned"]``, written by the prune stage) are rebuilt the same way and
 then narrowed: the state dict's tensor shapes *are* the channel configuration, so each Conv2d / BatchNorm2d
@@ -58,22 +60,28 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, CheckpointMeta]:
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         raise UserError(f"{path}: checkpoint has no state_dict of named tensors")
+    what = f"{meta.model}-{meta.size}" if meta.size else meta.model
+    source = meta.extra.get("source")
     try:
-        model = build_model(meta.model, meta.size, num_classes=len(meta.class_names),
-                            num_keypoints=meta.num_keypoints)
+        if isinstance(source, dict) and source.get("kind"):
+            from .models.sources.base import rebuild_skeleton
+
+            model = rebuild_skeleton(str(source["kind"]), meta)
+        else:
+            model = build_model(meta.model, meta.size, num_classes=len(meta.class_names),
+                                num_keypoints=meta.num_keypoints)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     if meta.extra.get("pruned"):
         try:
             resize_to_state_dict(model, state, path)
         except (IndexError, ValueError, RuntimeError) as exc:
-            raise UserError(f"{path}: pruned weights do not fit {meta.model}-{meta.size}: {exc}") from None
+            raise UserError(f"{path}: pruned weights do not fit {what}: {exc}") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:  # torch: "Error(s) in loading state_dict for X:\n\t<what>" -> <what>
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
-        raise UserError(f"{path}: weights do not fit {meta.model}-{meta.size}: {lines[min(1, len(lines) - 1)][:300]}") \
-            from None
+        raise UserError(f"{path}: weights do not fit {what}: {lines[min(1, len(lines) - 1)][:300]}") from None
     model.eval()
     if meta.extra.get("pruned"):
         _check_forward(model, path)

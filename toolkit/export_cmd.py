@@ -12,7 +12,7 @@ from edgevision.runtime.fsutil import atomic_dir, sha256_file
 
 from .checkpoint import CheckpointMeta, load_checkpoint
 from .data.coco import COCO_KEYPOINT_NAMES, COCO_SIGMAS, COCO_SKELETON
-from .models.registry import get_model_spec
+from .models.sources.base import contract_from_meta
 from .recipe import MAX_SIDE, ExportConfig, ModelConfig, Recipe
 from .stages.bundle import make_sidecar, nms_settings, write_bundle
 from .stages.export import check_parity, export_onnx
@@ -45,7 +45,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_b
     if input_size is not None and not 1 <= input_size <= MAX_SIDE:
         raise UserError(f"--imgsz {input_size}: out of range [32, {MAX_SIDE}]")
     model, meta = load_checkpoint(checkpoint)
-    spec = get_model_spec(meta.model)
+    spec = contract_from_meta(meta)  # the model source's contract (built-ins: the registry's)
     size = meta.input_size if input_size is None else input_size
     stride = max(spec.strides)
     if size < stride or size % stride:
@@ -53,7 +53,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_b
     keypoints = checkpoint_keypoints(checkpoint, meta)
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", out.name).lstrip("._-")[:100] or "model"
     recipe = Recipe(name=name, task=meta.task,  # type: ignore[arg-type]
-                    model=ModelConfig(name=meta.model, size=meta.size), input_size=size,
+                    model=ModelConfig(checkpoint=checkpoint), input_size=size,
                     export=ExportConfig(opset=opset, dynamic_batch=dynamic_batch, simplify=simplify, nms=nms))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"

@@ -14,7 +14,16 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.validation import allowed_range, format_loc, parse_yaml, validation_line
@@ -46,12 +55,67 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+_FACTORY = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+#: The model sources; ``name`` (+ ``size``) is the built-in one and the default.
+MODEL_SOURCES = ("name", "checkpoint", "ultralytics", "module", "onnx")
+#: Keys that describe a ``module:`` model (its weights, loss and preprocessing contract).
+MODULE_KEYS = ("weights", "loss", "output_layout", "mean", "std", "color", "pad_value", "strides")
+
+
 class ModelConfig(_Strict):
+    """Where the model comes from: exactly one of ``name`` (+ ``size``), ``checkpoint``, ``ultralytics``,
+    ``module`` or ``onnx`` (see ``toolkit/models/sources``)."""
+
     name: str = "edgedet"
     size: str = "n"
     checkpoint: Path | None = Field(
         default=None, description="a checkpoint written by `edgevision build`/`train`; skips training"
     )
+    ultralytics: Path | None = Field(default=None, description="an Ultralytics YOLOv8/YOLO11 .pt (runs its pickle)")
+    module: str | None = Field(default=None, pattern=_FACTORY,
+                               description="'package.module:factory' returning an nn.Module")
+    onnx: Path | None = Field(default=None, description="an ONNX file: quantize/fp16/evaluate/bench, no torch steps")
+    weights: Path | None = Field(default=None, description="module: a state dict loaded into the factory's model")
+    loss: str | None = Field(default=None, pattern=_FACTORY,
+                             description="module: 'package.module:factory', factory(model) -> loss(preds, targets)")
+    output_layout: Literal["yolo", "nms"] | None = Field(default=None, description="module: what forward returns")
+    mean: tuple[float, float, float] | None = Field(default=None, description="module: per-channel mean (0-1 scale)")
+    std: tuple[float, float, float] | None = Field(default=None, description="module: per-channel std (0-1 scale)")
+    color: Literal["rgb", "bgr"] | None = Field(default=None, description="module: channel order it expects")
+    pad_value: int | None = Field(default=None, ge=0, le=255, description="module: letterbox pad value")
+    strides: tuple[int, ...] | None = Field(default=None, description="module: output strides, e.g. [8, 16, 32]")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        named = [k for k in MODEL_SOURCES if raw.get(k) is not None]
+        if "size" in raw and "name" not in named:
+            named.insert(0, "size")
+        if len(named) > 1:
+            raise ValueError(f"{named[0]} and {named[1]} are two model sources; give exactly one of "
+                             "name (+ size), checkpoint, ultralytics, module, onnx")
+        stray = [k for k in MODULE_KEYS if raw.get(k) is not None]
+        if stray and "module" not in named:
+            raise ValueError(f"{stray[0]}: only for a 'module' model source")
+        return raw
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_sources(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out the keys a recipe's source does not use, so recipes (and their stage caches) written
+        before the other sources existed keep their hashes."""
+        out = handler(self)
+        keep = ("name", "size", "checkpoint") if self.kind in ("builtin", "checkpoint") else ()
+        return {k: v for k, v in out.items() if k in keep or v is not None}
+
+    @property
+    def kind(self) -> str:
+        """``builtin``, ``checkpoint``, ``ultralytics``, ``module`` or ``onnx``."""
+        for key in MODEL_SOURCES[1:]:
+            if getattr(self, key) is not None:
+                return key
+        return "builtin"
 
 
 class CocoSplit(_Strict):
@@ -308,7 +372,8 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
                                    for k, s in (("train", ds.train), ("val", ds.val))})
     elif isinstance(ds, YoloData):
         ds = ds.model_copy(update={"data_yaml": fix(ds.data_yaml)})
-    model = recipe.model.model_copy(update={"checkpoint": fix(recipe.model.checkpoint)})
+    m = recipe.model
+    model = m.model_copy(update={k: fix(getattr(m, k)) for k in ("checkpoint", "ultralytics", "onnx", "weights")})
     compress = [{stage: {**body, "teacher": str(fix(Path(body["teacher"])))}
                  if stage == "distill" and body.get("teacher") else body} for item in recipe.compress
                 for stage, body in item.items()]

@@ -16,9 +16,8 @@ from typing import Any
 from edgevision.runtime.bundle import load_bundle
 from edgevision.runtime.fsutil import sha256_file
 
-from ..build import ONNX_NAME, VariantModel, _export, build_variant
+from ..build import ONNX_NAME, VariantModel, _export, build_variant, variant_contract
 from ..cache import Artifact, Cache
-from ..models.registry import get_model_spec
 from ..recipe import Recipe
 from ..stages.bundle import keypoint_spec, make_sidecar, write_bundle
 from ..stages.data import PreparedData
@@ -46,12 +45,11 @@ def _unique(name: str, taken: dict[str, Any]) -> str:
     return f"{name}{i}"
 
 
-def make_scorer(recipe: Recipe, data: PreparedData, offset: int, count: int) -> Callable[[Path], float]:
+def make_scorer(recipe: Recipe, data: PreparedData, offset: int, count: int, base: Path) -> Callable[[Path], float]:
     """Task metric of an ONNX model on train images ``[offset, offset + count)`` (disjoint from calibration
     and from the val split the report uses), through the runtime like every other evaluation."""
     subset = dataclasses.replace(data.train, records=data.train.records[offset : offset + count])
-    spec = get_model_spec(recipe.model.name)
-    sidecar = make_sidecar(recipe, spec, list(data.train.class_names), provenance={},
+    sidecar = make_sidecar(recipe, variant_contract(recipe, base), list(data.train.class_names), provenance={},
                            keypoints=keypoint_spec(data.train))
     key = metric_key(recipe)
 
@@ -99,8 +97,7 @@ def _quantize(recipe: Recipe, cfg: QuantizeConfig, data: PreparedData, ckpt: Pat
         sens = pick_images(data.train.records, cfg.sensitivity_images, f"{where}.sensitivity_images",
                            offset=cfg.calib_images)
     calib_hash = images_hash(calib)
-    spec = get_model_spec(recipe.model.name)
-    input_spec = make_sidecar(recipe, spec, list(data.train.class_names), provenance={},
+    input_spec = make_sidecar(recipe, variant_contract(recipe, ckpt), list(data.train.class_names), provenance={},
                               keypoints=keypoint_spec(data.train)).input
     material = {"algorithm": QUANTIZE_ALGORITHM, "onnx": exported.data["onnx_sha256"],
                 "config": cfg.model_dump(mode="json", exclude={"fp16", "qat"}),
@@ -108,7 +105,7 @@ def _quantize(recipe: Recipe, cfg: QuantizeConfig, data: PreparedData, ckpt: Pat
                 "eval": recipe.eval.model_dump(mode="json", exclude={"limit"})}
 
     def run(workdir: Path) -> dict[str, Any]:
-        scorer = make_scorer(recipe, data, cfg.calib_images, cfg.sensitivity_images) if sens else None
+        scorer = make_scorer(recipe, data, cfg.calib_images, cfg.sensitivity_images, ckpt) if sens else None
         report = quantize_model(fp32, workdir / INT8_NAME, cfg, spec=input_spec, calib=calib,
                                 sensitivity_images=sens, score=scorer, where=where, log=cache.log)
         check = require_tensorrt_qdq(workdir / INT8_NAME)

@@ -7,9 +7,11 @@ per-model code here. This module only maps the recipe onto it: the importance cr
 ``round_to`` so every surviving channel count stays a multiple of 8 for TensorRT.
 
 Protection: the head's final 1x1 convs (``model.head_outputs()``) are *always* ignored — their output
-channels are the deployed layout (DFL bins, classes, keypoints). ``protect_head: true`` (the default) also
-keeps the head's hidden convs whole: the built-in heads are already narrow (32-64 channels per branch at
-stride 8) and measured cheaper to keep than to retrain. Their *input* channels still follow the neck.
+channels are the deployed layout (DFL bins, classes, keypoints). A model without ``head_outputs()``
+(a ``module:`` source) gets the convs nearest its output instead (:func:`output_convs`).
+``protect_head: true`` (the default) also keeps the head's hidden convs whole: the built-in heads are
+already narrow (32-64 channels per branch at stride 8) and measured cheaper to keep than to retrain.
+Their *input* channels still follow the neck.
 """
 
 from __future__ import annotations
@@ -63,19 +65,61 @@ def _few(names: list[str], near: str, n: int = 5) -> str:
     return ", ".join(close or [x for x in names if x and "." not in x][:n] or names[:n])
 
 
-def protected_modules(model: nn.Module, cfg: PruneConfig, where: str) -> tuple[list[nn.Module], list[str]]:
-    """Modules the pruner must not narrow (their output channels): head outputs always, the head's
-    branches with ``protect_head``, and ``cfg.protect`` by name (unknown names -> UserError)."""
+def layout_layers(model: nn.Module, input_size: int) -> list[nn.Module]:
+    """The layers whose output channels are the deployed layout: ``model.head_outputs()`` when the model
+    has it (built-ins), else :func:`output_convs`."""
+    head_outputs = cast(Callable[[], list[nn.Module]] | None, getattr(model, "head_outputs", None))
+    return list(head_outputs()) if head_outputs is not None else output_convs(model, input_size)
+
+
+def output_convs(model: nn.Module, input_size: int) -> list[nn.Module]:
+    """The convs / linears nearest the output: walking the output's autograd graph back from the output,
+    the first weighted layers reached on every path (what a model without ``head_outputs()`` emits its
+    layout through). Follows the graph autograd records, so it needs no tracer-friendly code."""
+    weighted = [m for m in model.modules() if isinstance(m, nn.Conv1d | nn.Conv2d | nn.ConvTranspose2d | nn.Linear)]
+    made: dict[Any, nn.Module] = {}
+
+    def record(mod: nn.Module, _args: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor) and out.grad_fn is not None:
+            made.setdefault(out.grad_fn, mod)
+
+    hooks = [m.register_forward_hook(record) for m in weighted]
+    was = model.training
+    try:
+        with torch.enable_grad():
+            out = model.eval()(torch.zeros(1, 3, input_size, input_size))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    tensors = [out] if isinstance(out, torch.Tensor) else [t for t in out if isinstance(t, torch.Tensor)]
+    found: list[nn.Module] = []
+    stack: list[Any] = [t.grad_fn for t in tensors if t.grad_fn is not None]
+    seen: set[int] = set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if fn in made:
+            if not any(made[fn] is f for f in found):
+                found.append(made[fn])
+            continue
+        stack.extend(nxt for nxt, _ in fn.next_functions if nxt is not None)
+    return found
+
+
+def protected_modules(model: nn.Module, cfg: PruneConfig, where: str,
+                      input_size: int = 320) -> tuple[list[nn.Module], list[str]]:
+    """Modules the pruner must not narrow (their output channels): head outputs always (``layout_layers``),
+    the head's branches with ``protect_head``, and ``cfg.protect`` by name (unknown names -> UserError)."""
     named = dict(model.named_modules())
     by_module = {m: n for n, m in named.items()}
     for name in cfg.protect:
         if name not in named:
             raise UserError(f"{where}.protect: no module named {name!r} in the model; valid names include "
                             f"{_few(list(named), name)}")
-    head_outputs = cast(Callable[[], list[nn.Module]] | None, getattr(model, "head_outputs", None))
-    if head_outputs is None:
-        raise UserError(f"{where}: the model has no head_outputs(); cannot tell which layers define its layout")
-    out: list[nn.Module] = list(head_outputs())
+    out: list[nn.Module] = layout_layers(model, input_size)
     if cfg.protect_head and isinstance(getattr(model, "head", None), nn.Module):
         out.append(cast(nn.Module, model.head))
     out += [named[n] for n in cfg.protect]
@@ -125,7 +169,7 @@ def _prune_once(model: nn.Module, cfg: PruneConfig, ratio: float, ignored: list[
 def _trial(model: nn.Module, cfg: PruneConfig, ratio: float, where: str, input_size: int,
            batches: list[Batch]) -> nn.Module:
     trial = copy.deepcopy(model)
-    ignored, _ = protected_modules(trial, cfg, where)
+    ignored, _ = protected_modules(trial, cfg, where, input_size)
     _prune_once(trial, cfg, ratio, ignored, input_size, batches)
     return trial
 
@@ -160,7 +204,7 @@ def prune_model(model: nn.Module, cfg: PruneConfig, *, input_size: int, where: s
     batches = batches or []
     if cfg.importance == "taylor" and not batches:
         raise UserError(f"{where}.importance: 'taylor' needs calibration batches (training images)")
-    ignored, protected = protected_modules(model, cfg, where)  # validates names even for 2:4-only
+    ignored, protected = protected_modules(model, cfg, where, input_size)  # validates names even for 2:4-only
     base_macs, base_params = count_macs(model, input_size)
     ratio = cfg.ratio
     if cfg.macs_reduction is not None:

@@ -117,11 +117,12 @@ def qat_finetune(src: Path, dst: Path, cfg: QatConfig, *, train: Any, input_size
     from ..train import fit
     from .distill import DistillLoss, frozen_teacher
     from .distill_config import DistillConfig
+    from .prune import layout_layers
 
     t0 = time.perf_counter()
     model, meta = load_checkpoint(src)
     teacher = frozen_teacher(load_checkpoint(src)[0]) if cfg.distill else None
-    keep = list(cast(Any, model).head_outputs()) if hasattr(model, "head_outputs") else []
+    keep = layout_layers(model, input_size)
     blocks = fold_bn(model.eval())
     fq = FakeQuant(model, keep)
 

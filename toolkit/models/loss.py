@@ -118,7 +118,11 @@ def make_loss(model: nn.Module, weights: tuple[float, ...] = (7.5, 0.5, 1.5)
               ) -> DetectionLoss | PoseLoss:
     """The task loss for ``model``: :class:`DetectionLoss`, or the pose loss
     (:class:`~edgevision.toolkit.models.pose_loss.PoseLoss`, box/cls/dfl ``weights`` + its pose/kobj
-    defaults) when the head has keypoints."""
+    defaults) when the head has keypoints. A model with a ``task_loss(weights)`` attribute supplies its own:
+    it returns ``loss(train_mode_output, targets) -> (total, items)`` and the weights are its to use."""
+    custom = getattr(model, "task_loss", None)
+    if callable(custom):  # a model that brings its own loss (module source with `loss:`, Ultralytics adapters)
+        return custom(tuple(weights))
     box, cls, dfl = (float(w) for w in weights[:3])
     head = getattr(model, "head", model)
     if int(getattr(head, "nk", 0)):

@@ -25,7 +25,7 @@ from .export import INPUT_NAME
 
 
 def bench_latency(
-    model: nn.Module,
+    model: nn.Module | None,
     onnx_path: Path,
     input_size: int,
     *,
@@ -35,7 +35,8 @@ def bench_latency(
     threads: int = 0,
     reference_onnx: Path | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Median / p90 / p99 (ms) per backend name (``torch-cpu``, ``onnxruntime-cpu``).
+    """Median / p90 / p99 (ms) per backend name (``torch-cpu``, ``onnxruntime-cpu``); ``torch-cpu`` needs
+    ``model`` (an ONNX-only model has none).
 
     With ``reference_onnx`` (the uncompressed FP32 model) it is timed in the same interleaved run as
     ``onnxruntime-cpu-original`` and ``onnxruntime-cpu`` gains ``vs_original`` (this / original medians).
@@ -47,14 +48,14 @@ def bench_latency(
     prev_threads = torch.get_num_threads()
     ort = ref = None
     try:
-        if "torch-cpu" in backends:
+        if "torch-cpu" in backends and model is not None:
             torch.set_num_threads(n)
             xt = torch.from_numpy(x)
-            model = model.eval()
+            net = model.eval()
 
             def run_torch() -> object:
                 with torch.inference_mode():
-                    return model(xt)
+                    return net(xt)
 
             torch_fns["torch-cpu"] = run_torch
         if "onnxruntime-cpu" in backends:

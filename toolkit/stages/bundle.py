@@ -28,6 +28,7 @@ from edgevision.runtime.fsutil import atomic_write_text
 
 from ..data.coco import CocoDataset, keypoint_sigmas
 from ..models.registry import ModelSpec
+from ..models.sources.base import Contract
 from ..nms_graph import NmsSettings, append_nms, nms_output_names
 from ..recipe import Recipe
 from .export import INPUT_NAME, OUTPUT_NAME
@@ -65,14 +66,15 @@ def nms_settings(recipe: Recipe) -> NmsSettings | None:
 
 def make_sidecar(
     recipe: Recipe,
-    spec: ModelSpec,
+    spec: Contract | ModelSpec,
     class_names: list[str],
     *,
     precision: str = "fp32",
     provenance: dict[str, str | None],
     keypoints: KeypointSpec | None = None,
 ) -> Sidecar:
-    """The sidecar of a bundle; ``task: pose`` needs ``keypoints`` (see :func:`keypoint_spec`)."""
+    """The sidecar of a bundle; ``spec`` is the model source's :class:`Contract` (a registry ``ModelSpec``
+    carries the same fields); ``task: pose`` needs ``keypoints`` (see :func:`keypoint_spec`)."""
     if recipe.task == "pose" and keypoints is None:
         raise UserError("task 'pose': the bundle needs keypoint names/skeleton/sigmas (dataset has no keypoints)")
     if recipe.task != "pose":

@@ -1,4 +1,6 @@
-"""Train stage: build the registry model and fit it on the prepared data, or adopt a given checkpoint.
+"""Train stage: build the registry model and fit it on the prepared data, or adopt a model that arrives
+trained (a checkpoint, an Ultralytics or ``module:`` model, written as an edgevision checkpoint; an ONNX
+file, copied as the base model).
 
 ``task: pose`` builds the model with the dataset's keypoint count (its loss is then the pose loss, chosen
 by ``models.loss.make_loss``) and needs a dataset with keypoint annotations.
@@ -12,18 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from edgevision.runtime.errors import UserError
-from edgevision.runtime.fsutil import sha256_file
 
 from ..cache import Artifact, Cache
-from ..checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointMeta, save_checkpoint
 from ..data.augment import AugmentConfig
 from ..data.dataset import DetectionDataset
-from ..models.registry import build_model, get_model_spec
+from ..models.registry import build_model
+from ..models.sources.base import ModelSource, SourceInfo
 from ..recipe import Recipe
 from .bundle import keypoint_spec
 from .data import PreparedData
 
 CHECKPOINT = "checkpoint.pt"
+ONNX_MODEL = "model.onnx"  # the base model of an ONNX source (no checkpoint)
 
 
 def task_keypoints(recipe: Recipe, data: PreparedData) -> int:
@@ -40,32 +43,18 @@ def task_keypoints(recipe: Recipe, data: PreparedData) -> int:
     return k
 
 
-def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
-    """Returns an artifact holding ``checkpoint.pt``; cached on dataset digest + model + train config."""
+def train_stage(recipe: Recipe, data: PreparedData, cache: Cache, source: ModelSource | None = None) -> Artifact:
+    """Returns an artifact holding the model every variant starts from: ``checkpoint.pt``, or ``model.onnx``
+    for an ONNX source (``data["model_file"]``). A built-in model is trained (cached on dataset digest +
+    model + train config); any other source is adopted as it is (cached on its fingerprint)."""
+    from ..models.sources import open_source
+
     num_keypoints = task_keypoints(recipe, data)
-    if recipe.model.checkpoint is not None:
-        ckpt = recipe.model.checkpoint
-        if not ckpt.is_file():
-            raise UserError(f"model.checkpoint: {ckpt}: file not found")
-        _, meta = load_checkpoint(ckpt)
-        if meta.class_names != data.train.class_names:
-            raise UserError(f"model.checkpoint: {ckpt}: classes {meta.class_names} differ from the dataset's "
-                            f"{data.train.class_names}")
-        if meta.num_keypoints != num_keypoints:
-            raise UserError(f"model.checkpoint: {ckpt}: predicts {meta.num_keypoints} keypoints but task "
-                            f"{recipe.task!r} on this dataset needs {num_keypoints}")
+    source = source if source is not None else open_source(recipe)
+    info = source.describe()
+    if not info.extra.get("needs_training"):
+        return _adopt(recipe, data, cache, source, info, num_keypoints)
 
-        def adopt(workdir: Path) -> dict[str, Any]:
-            (workdir / CHECKPOINT).write_bytes(ckpt.read_bytes())
-            return {"source": str(ckpt), "trained": False}
-
-        return cache.run("train", {"checkpoint": sha256_file(ckpt)}, adopt)
-
-    spec = get_model_spec(recipe.model.name)  # unknown model -> UserError before any work
-    if spec.task != recipe.task:
-        hint = {"pose": "edgepose", "detect": "edgedet"}.get(recipe.task, "")
-        raise UserError(f"model.name: {spec.name!r} is a {spec.task} model but the recipe's task is "
-                        f"{recipe.task!r}" + (f"; use {hint!r}" if hint else ""))
     material = {"data": data.digest, "model": recipe.model.model_dump(mode="json"),
                 "input_size": recipe.input_size, "train": recipe.train.cache_material(),
                 "task": recipe.task}
@@ -101,3 +90,38 @@ def train_stage(recipe: Recipe, data: PreparedData, cache: Cache) -> Artifact:
                 "train_seconds": float(result.seconds)}
 
     return cache.run("train", material, fit_model)
+
+
+def _adopt(recipe: Recipe, data: PreparedData, cache: Cache, source: ModelSource, info: SourceInfo,
+           num_keypoints: int) -> Artifact:
+    """A model that arrives trained: check it against the dataset, then store it as the build's base model."""
+    key = f"model.{recipe.model.kind}"
+    what = info.extra.get("path") or info.extra.get("module") or getattr(recipe.model, recipe.model.kind, "")
+    where = f"{key}: {what}"
+    names = list(data.train.class_names)
+    if info.class_names is not None and len(info.class_names) != len(names):
+        raise UserError(f"{where}: predicts {len(info.class_names)} classes but the dataset has {len(names)}")
+    if info.class_names is not None and info.class_names != names:
+        if recipe.model.kind == "checkpoint":
+            raise UserError(f"{where}: classes {info.class_names} differ from the dataset's {names}")
+        cache.log(f"[train] {key}: class names {info.class_names} differ from the dataset's; scoring by class index")
+    if info.num_keypoints is not None and info.num_keypoints != num_keypoints:
+        raise UserError(f"{where}: predicts {info.num_keypoints} keypoints but task {recipe.task!r} on this dataset "
+                        f"needs {num_keypoints}")
+    onnx_src = source.onnx_file()
+    if onnx_src is not None:
+        from ..models.sources.onnx import adopt_onnx, check_channels
+
+        check_channels(info, onnx_src, len(names), num_keypoints)
+        return cache.run("train", {"onnx": info.fingerprint, "classes": len(names), "keypoints": num_keypoints},
+                         lambda d: {**adopt_onnx(onnx_src, d / ONNX_MODEL), "model_file": ONNX_MODEL,
+                                    "trained": False})
+    kpts = keypoint_spec(data.train) if num_keypoints else None
+    material: dict[str, Any] = {"checkpoint": info.fingerprint}  # the checkpoint source's key, as before sources
+    if recipe.model.kind != "checkpoint":
+        material = {"source": recipe.model.kind, "fingerprint": info.fingerprint, "classes": names,
+                    "keypoints": kpts.model_dump(mode="json") if kpts is not None else None,
+                    "input_size": recipe.input_size}
+    return cache.run("train", material, lambda d: source.to_checkpoint(
+        d / CHECKPOINT, class_names=names, num_keypoints=num_keypoints,
+        keypoints=kpts.model_dump(mode="json") if kpts is not None else None))

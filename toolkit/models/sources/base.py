@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,8 @@ class SourceInfo:
     num_keypoints: int | None = None  # None: the dataset's (pose) / 0 (detect)
     has_torch: bool = True  # False for onnx: prune, distill, QAT and torch benchmarks are unavailable
     extra: dict[str, Any] = field(default_factory=dict)  # source-specific facts for the report
+    has_loss: bool = True  # a task loss exists (fine-tune, QAT, Taylor importance); module without `loss:`: False
+    has_head_protocol: bool = True  # model.head with nc/nk/reg_max/strides + raw maps (distillation's KD terms)
 
 
 class ModelSource(ABC):
@@ -89,8 +91,41 @@ class ModelSource(ABC):
                             "model.checkpoint / model.ultralytics / model.module, or drop this step")
 
 
+def source_record(kind: str, contract: Contract, **extra: Any) -> dict[str, Any]:
+    """The ``meta.extra["source"]`` record of a checkpoint: its kind, its contract (so ``edgevision export``
+    and the bundle stage need no registry entry) and whatever the kind's skeleton needs (JSON-ready)."""
+    c = asdict(contract)
+    c["mean"], c["std"], c["strides"] = list(c["mean"]), list(c["std"]), list(c["strides"])
+    return {"kind": kind, "contract": c, **extra}
+
+
+def contract_from_meta(meta: CheckpointMeta) -> Contract:
+    """The contract a checkpoint was written with: its source record's, else the built-in registry's
+    (checkpoints written before sources existed), else the defaults (RGB, x/255, pad 114, strides 8/16/32)."""
+    src = meta.extra.get("source")
+    if isinstance(src, dict) and isinstance(src.get("contract"), dict):
+        c = dict(src["contract"])
+        for key in ("mean", "std", "strides"):
+            if key in c:
+                c[key] = tuple(c[key])
+        c["input_size"] = int(c.get("input_size", meta.input_size))
+        return Contract(**c)
+    if not isinstance(src, dict):
+        from ..registry import _REGISTRY
+
+        spec = _REGISTRY.get(meta.model)
+        if spec is not None:
+            return Contract(input_size=meta.input_size, mean=spec.mean, std=spec.std, rgb=spec.rgb,
+                            pad_value=spec.pad_value, strides=spec.strides, output_layout=spec.output_layout)
+    strides = src.get("strides") if isinstance(src, dict) else None  # a record without a contract may have them
+    if isinstance(strides, list | tuple) and strides and all(isinstance(s, int) for s in strides):
+        return Contract(input_size=meta.input_size, strides=tuple(strides))
+    return Contract(input_size=meta.input_size)
+
+
 Skeleton = Callable[["CheckpointMeta"], "nn.Module"]
 _SKELETONS: dict[str, Skeleton] = {}
+KINDS = ("builtin", "checkpoint", "ultralytics", "module", "onnx")
 
 
 def register_skeleton(kind: str, build: Skeleton) -> None:
@@ -99,7 +134,15 @@ def register_skeleton(kind: str, build: Skeleton) -> None:
 
 
 def rebuild_skeleton(kind: str, meta: CheckpointMeta) -> nn.Module:
-    """The module a checkpoint of source ``kind`` loads its weights into."""
+    """The module a checkpoint of source ``kind`` loads its weights into (the kind's module in this package
+    is imported on first use, which registers its skeleton)."""
+    if kind not in _SKELETONS and kind in KINDS:
+        import importlib
+
+        try:
+            importlib.import_module(f"{__package__}.{kind}")
+        except ImportError as exc:
+            raise UserError(f"checkpoint of model source {kind!r}: cannot load its support ({exc})") from None
     try:
         build = _SKELETONS[kind]
     except KeyError:
