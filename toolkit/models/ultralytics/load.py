@@ -69,6 +69,7 @@ class UltralyticsCheckpoint:
         """``meta.extra["source"]`` of the edgevision checkpoint: enough to rebuild the skeleton."""
         return {"kind": "ultralytics", "yaml": copy.deepcopy(self.yaml), "nc": self.nc,
                 "kpt_shape": list(self.kpt_shape) if self.kpt_shape else None, "task": self.task,
+                "strides": list(self.strides),
                 "file": str(self.path), "sha256": self.sha256, "written_by": self.written_by}
 
 
