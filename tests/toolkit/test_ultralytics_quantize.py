@@ -10,14 +10,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from tests.toolkit.ultralytics_helpers import IMGSZ, ul_model
-
 from edgevision.runtime.bundle import InputSpec
 from edgevision.toolkit.compress import qdq_graph
 from edgevision.toolkit.compress.quantize import quantize_model
 from edgevision.toolkit.compress.quantize_config import QuantizeConfig
 from edgevision.toolkit.models.ultralytics.net import UltralyticsNet
 from edgevision.toolkit.stages.export import export_onnx
+from tests.toolkit.ultralytics_helpers import IMGSZ, ul_model
 
 
 def _images(tmp: Path, n: int, seed: int) -> list[Path]:

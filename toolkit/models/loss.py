@@ -119,6 +119,9 @@ def make_loss(model: nn.Module, weights: tuple[float, ...] = (7.5, 0.5, 1.5)
     """The task loss for ``model``: :class:`DetectionLoss`, or the pose loss
     (:class:`~edgevision.toolkit.models.pose_loss.PoseLoss`, box/cls/dfl ``weights`` + its pose/kobj
     defaults) when the head has keypoints."""
+    own = getattr(model, "make_loss", None)  # models from another source bring their loss (e.g. Ultralytics')
+    if callable(own):
+        return cast("DetectionLoss | PoseLoss", own(weights))
     box, cls, dfl = (float(w) for w in weights[:3])
     head = getattr(model, "head", model)
     if int(getattr(head, "nk", 0)):

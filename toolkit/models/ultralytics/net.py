@@ -107,6 +107,12 @@ class UltralyticsNet(nn.Module):
         dfl = getattr(self.head.m.dfl, "conv", None)
         return outs + ([dfl] if isinstance(dfl, nn.Conv2d) else [])
 
+    def make_loss(self, weights: tuple[float, ...] = (7.5, 0.5, 1.5)) -> Any:
+        """Ultralytics' own loss for this head (``loss.UltralyticsLoss``); ``models.loss.make_loss`` asks here."""
+        from .loss import UltralyticsLoss
+
+        return UltralyticsLoss(self, weights)
+
     def never_prune(self) -> list[nn.Module]:
         return splitfree.never_prune(self)
 
