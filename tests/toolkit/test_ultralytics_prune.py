@@ -72,3 +72,19 @@ def test_yolo11_attention_stays_whole() -> None:
 
 def _source(net: UltralyticsNet) -> dict[str, object]:
     return {"kind": "ultralytics", "yaml": net.yaml, "nc": net.head.nc, "kpt_shape": None}
+
+
+def test_qat_bn_fold_round_trip_fits_the_skeleton() -> None:
+    """QAT folds BN into convs and writes them back as identity BNs (eps 1e-3, which Ultralytics' weight init
+    also sets); the skeleton rebuilt from the yaml must compute the same function from that state dict."""
+    from edgevision.toolkit.compress.qat import fold_bn, unfold_bn
+
+    net = UltralyticsNet(ul_model("yolov8n.yaml", nc=3)).eval()
+    x = torch.rand(1, 3, IMGSZ, IMGSZ)
+    with torch.no_grad():
+        want = net(x)
+        unfold_bn(fold_bn(net))
+        fresh = UltralyticsNet(ul_model("yolov8n.yaml", nc=3, seed=5)).eval()
+        fresh.load_state_dict(net.state_dict())
+        got = fresh(x)
+    assert (got - want).abs().max().item() <= 1e-4 * max(1.0, want.abs().max().item())
