@@ -123,6 +123,9 @@ def protected_modules(model: nn.Module, cfg: PruneConfig, where: str,
     if cfg.protect_head and isinstance(getattr(model, "head", None), nn.Module):
         out.append(cast(nn.Module, model.head))
     out += [named[n] for n in cfg.protect]
+    never = getattr(model, "never_prune", None)  # blocks that reshape channels (e.g. Ultralytics' attention)
+    if callable(never):
+        out += list(cast(Callable[[], list[nn.Module]], never)())
     names = sorted({by_module[m] for m in out})
     return out, names
 
