@@ -69,10 +69,14 @@ def _export(recipe: Recipe, ckpt: Path, cache: Cache) -> Artifact:
                 "input_size": recipe.input_size}
 
     def run(workdir: Path) -> dict[str, Any]:
-        model, _ = load_checkpoint(ckpt)
+        model, meta = load_checkpoint(ckpt)
         ex = recipe.export
         info = export_onnx(model, recipe.input_size, workdir / ONNX_NAME, opset=ex.opset,
                            dynamic_batch=ex.dynamic_batch, simplify=ex.simplify)
+        if (meta.extra.get("source") or {}).get("kind") == "ultralytics":  # so YOLO("model.onnx") reads it too
+            from .models.ultralytics.onnx_meta import metadata_for_checkpoint, write_metadata
+
+            write_metadata(workdir / ONNX_NAME, metadata_for_checkpoint(meta, dynamic=ex.dynamic_batch))
         parity = check_parity(model, workdir / ONNX_NAME, recipe.input_size, samples=ex.parity.samples,
                               atol=ex.parity.atol, rtol=ex.parity.rtol)
         if not parity.ok:

@@ -108,7 +108,7 @@ class UltralyticsNet(nn.Module):
         return outs + ([dfl] if isinstance(dfl, nn.Conv2d) else [])
 
     def task_loss(self, weights: tuple[float, ...] = (7.5, 0.5, 1.5)) -> Any:
-        """Ultralytics' own loss for this head (``loss.UltralyticsLoss``); ``models.loss.make_loss`` asks here (the ``task_loss`` hook)."""
+        """Ultralytics' own loss for this head (``loss.UltralyticsLoss``), the ``task_loss`` hook of ``make_loss``."""
         from .loss import UltralyticsLoss
 
         return UltralyticsLoss(self, weights)
