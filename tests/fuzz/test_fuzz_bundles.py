@@ -119,7 +119,7 @@ LIES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
      "3 x 17 keypoints"),
     ("yolo head with extra channels", {}, {"out_channels": 4 + NC + 51}, "has 58 channels"),
     ("nms layout on a yolo model", {"output": {"layout": "nms", "names": ["output0"], "num_classes": NC}}, {},
-     "output.layout 'nms'"),
+     "layout 'nms'"),
 ]
 
 

@@ -17,7 +17,7 @@ from cli_helpers import run_main
 from edgevision.toolkit.cache import Cache
 from edgevision.toolkit.data.coco import COCO_KEYPOINT_NAMES, COCO_SKELETON, CocoDataset, load_coco
 from edgevision.toolkit.data.yolo import load_yolo
-from edgevision.toolkit.recipe import DatasetConfig
+from edgevision.toolkit.recipe import YoloData
 from edgevision.toolkit.stages.data import prepare_data
 
 SIZE = {"detect": 64, "pose": 96}
@@ -65,7 +65,7 @@ def test_yolo_files_read_back_as_the_coco_json(written: dict[str, Path], task: s
 @pytest.mark.parametrize("task", ["detect", "pose"])
 def test_recipe_kind_yolo_reads_the_written_data(written: dict[str, Path], task: str, tmp_path: Path) -> None:
     root = written[task]
-    data = prepare_data(DatasetConfig(kind="yolo", data_yaml=root / "data.yaml"), Cache(tmp_path, log=lambda m: None),
+    data = prepare_data(YoloData(kind="yolo", data_yaml=root / "data.yaml"), Cache(tmp_path, log=lambda m: None),
                         task)
     same_annotations(data.val, load_coco(root / "val.json"))
     assert data.train.num_keypoints == (17 if task == "pose" else 0)
