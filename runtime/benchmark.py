@@ -32,7 +32,15 @@ def summarize(samples_ms: list[float]) -> LatencyStats:
 
 
 def measure(fns: dict[str, Callable[[], object]], warmup: int = 10, iters: int = 50) -> dict[str, LatencyStats]:
-    """Time each callable ``iters`` times after ``warmup`` calls, interleaving candidates each round.
+    """Time each callable ``iters`` times after ``warmup`` calls, interleaving candidates each round
+    (:func:`interleaved_samples`); median / p90 / p99 / mean per candidate."""
+    return {name: summarize(s) for name, s in interleaved_samples(fns, warmup, iters).items()}
+
+
+def interleaved_samples(fns: dict[str, Callable[[], object]], warmup: int = 10,
+                        iters: int = 50) -> dict[str, list[float]]:
+    """Per candidate, ``iters`` call times in ms; round ``r`` calls every candidate once, so the ``r``-th
+    samples of all candidates were taken moments apart (paired).
 
     The order rotates every round, so no candidate always runs right after the same other one (a thread pool
     still spinning from the previous call slows whoever comes next on a small machine)."""
@@ -47,4 +55,4 @@ def measure(fns: dict[str, Callable[[], object]], warmup: int = 10, iters: int =
             t0 = time.perf_counter()
             fn()
             samples[name].append((time.perf_counter() - t0) * 1000.0)
-    return {name: summarize(s) for name, s in samples.items()}
+    return samples

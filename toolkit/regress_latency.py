@@ -16,12 +16,12 @@ Hand-written because the bootstrap here is a dozen lines of numpy over paired sa
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgevision.runtime.backends import open_backend
+from edgevision.runtime.benchmark import interleaved_samples
 from edgevision.runtime.bundle import Bundle
 
 
@@ -67,20 +67,12 @@ def compare_latency(candidate: Bundle, baseline: Bundle, *, rounds: int = 200, w
     base_be = open_backend(baseline.model_path, kind="onnxruntime", intra_op_threads=n)
     try:
         cf, bf = _feed(candidate), _feed(baseline)
-        for _ in range(warmup):
-            cand_be.infer(cf)
-            base_be.infer(bf)
-        c = np.empty(rounds)
-        b = np.empty(rounds)
-        for r in range(rounds):
-            order = ((c, cand_be, cf), (b, base_be, bf)) if r % 2 == 0 else ((b, base_be, bf), (c, cand_be, cf))
-            for out, be, feed in order:
-                t0 = time.perf_counter()
-                be.infer(feed)
-                out[r] = (time.perf_counter() - t0) * 1000.0
+        samples = interleaved_samples({"candidate": lambda: cand_be.infer(cf), "baseline": lambda: base_be.infer(bf)},
+                                      warmup=warmup, iters=rounds)
     finally:
         cand_be.close()
         base_be.close()
+    c, b = np.asarray(samples["candidate"]), np.asarray(samples["baseline"])
     ratio, lo, hi = ratio_interval(c, b, confidence=confidence)
     return LatencyComparison(float(np.median(c)), float(np.median(b)), ratio, lo, hi, rounds, n, confidence)
 

@@ -63,18 +63,10 @@ class SplitFreeC2f(nn.Module):
         return self.cv2(torch.cat(y, 1))
 
 
-class SplitFreeC2PSA(nn.Module):
-    """C2PSA without ``split``: ``cv2(cat(cv1a(x), m(cv1b(x))))``. The attention blocks ``m`` reshape their
-    channels into heads, so the pruner must leave them (and the ``b`` half they add to) whole:
-    :func:`never_prune` lists them."""
-
-    def __init__(self, src: Any) -> None:
-        super().__init__()
-        c = int(src.c)
-        self.cv1a = _half(src.cv1, 0, c)
-        self.cv1b = _half(src.cv1, c, 2 * c)
-        self.m: Any = src.m
-        self.cv2: Any = src.cv2
+class SplitFreeC2PSA(SplitFreeC2f):
+    """C2PSA without ``split``: ``cv2(cat(cv1a(x), m(cv1b(x))))`` (the same halves as C2f, another forward).
+    The attention blocks ``m`` reshape their channels into heads, so the pruner must leave them (and the ``b``
+    half they add to) whole: :func:`never_prune` lists them."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cv2(torch.cat((self.cv1a(x), self.m(self.cv1b(x))), 1))
