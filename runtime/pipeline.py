@@ -56,12 +56,13 @@ from .channel import END, Channel
 from .errors import InternalError, UserError
 from .frames import Frame
 from .fresh import FreshFrames
+from .lazy import cv2 as _cv2
 from .metrics import Metrics, StatusPrinter
 from .model_plan import load_model, plan_inference
 from .predictor import Predictor
 from .results import Detections
-from .sinks_base import Sink, SinkContext, start_sink
-from .sources import Source, _cv2, open_source
+from .sinks.base import Sink, SinkContext, start_sink
+from .sources import Source, open_source
 from .stage_threads import StageThreads
 
 __all__ = ["DropPolicy", "Pipeline"]
@@ -76,7 +77,7 @@ class Pipeline:
 
     ``model``: a ``Predictor`` or a list of them (replicas; used as they are, not closed), a ``Bundle``, a
     bundle directory or an ``.onnx`` file. ``source``: a ``Source`` or a URI for ``open_source``. ``sinks``:
-    objects with ``write(frame, detections)`` and ``close()`` (``sinks_base.Sink``). ``queue_size`` bounds
+    objects with ``write(frame, detections)`` and ``close()`` (``sinks.Sink``). ``queue_size`` bounds
     each channel in lossless mode. ``conf``/``iou``/``max_det``/``backend``/``threads``/``replicas``
     configure the predictors built from a bundle (``plan_inference``). ``opencv_threads`` sets OpenCV's
     own thread pool (process-wide: the stages already run in parallel, so per-call threads only contend

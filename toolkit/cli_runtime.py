@@ -225,7 +225,7 @@ def _make_sinks(specs: tuple[str, ...], bundle: Bundle) -> list[Any]:
 
     try:
         from edgevision.runtime.sinks import make_sink
-    except ImportError as exc:  # pragma: no cover - only while sinks.py is missing
+    except ImportError as exc:  # pragma: no cover - a broken install
         raise UserError(f"--sink needs edgevision.runtime.sinks, which failed to import ({exc})") from None
     side = bundle.sidecar
     skeleton = list(side.keypoints.skeleton) if side.keypoints else None

@@ -18,7 +18,7 @@ from edgevision.runtime.model_plan import plan_inference
 from edgevision.runtime.pipeline import Pipeline
 from edgevision.runtime.predictor import Predictor
 from edgevision.runtime.results import Detections
-from edgevision.runtime.sinks_base import Sink, SinkContext
+from edgevision.runtime.sinks.base import Sink, SinkContext
 from edgevision.runtime.sources import open_source
 
 pytest.importorskip("cv2")

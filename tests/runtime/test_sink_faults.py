@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from stream_fixtures import make_bundle
 
-from edgevision.runtime.file_sinks import JsonlSink, VideoSink, remove_dead_temps
 from edgevision.runtime.frames import Frame
 from edgevision.runtime.results import Detections
-from edgevision.runtime.sinks_base import SinkWriteError
+from edgevision.runtime.sinks.base import SinkWriteError
+from edgevision.runtime.sinks.files import JsonlSink, VideoSink, remove_dead_temps
 
 cv2 = pytest.importorskip("cv2")
 MAIN = "from edgevision.toolkit.cli import main; main()"
@@ -81,7 +81,7 @@ def test_jsonl_on_a_full_tmpfs_stops_with_whole_lines(small_disk: Path) -> None:
 def test_video_on_a_full_tmpfs_leaves_no_file(small_disk: Path, space_check: bool,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     if not space_check:  # the read-back at close must catch what the free-space check would have
-        monkeypatch.setattr("edgevision.runtime.file_sinks._MIN_FREE_BYTES", 0)
+        monkeypatch.setattr("edgevision.runtime.sinks.files._MIN_FREE_BYTES", 0)
     path = small_disk / "v.avi"
     sink = VideoSink(path, fps=10)
     with pytest.raises(SinkWriteError, match=r"v\.avi") as info:

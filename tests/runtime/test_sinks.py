@@ -22,7 +22,7 @@ from edgevision.runtime.sinks import (
     _parse_http,
     make_sink,
 )
-from edgevision.runtime.sinks_base import Sink, SinkContext, start_sink
+from edgevision.runtime.sinks.base import Sink, SinkContext, start_sink
 
 cv2 = pytest.importorskip("cv2")
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from stream_fixtures import make_video
 
-from edgevision.runtime import sources
+from edgevision.runtime.sources import capture
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.sources import CaptureSource, open_source
 
@@ -126,7 +126,7 @@ class _FakeCap:
 
 def test_live_source_reconnects_with_backoff(monkeypatch: pytest.MonkeyPatch,
                                              caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(sources, "_BACKOFF_START_S", 0.01)
+    monkeypatch.setattr(capture, "_BACKOFF_START_S", 0.01)
     opened: list[int] = []
 
     def opener() -> _FakeCap:
@@ -147,7 +147,7 @@ def test_live_source_reconnects_with_backoff(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_live_source_gives_up_after_max_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sources, "_BACKOFF_START_S", 0.01)
+    monkeypatch.setattr(capture, "_BACKOFF_START_S", 0.01)
     calls: list[int] = []
 
     def opener() -> _FakeCap:

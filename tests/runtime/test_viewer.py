@@ -19,7 +19,7 @@ from edgevision.runtime.errors import UserError
 from edgevision.runtime.frames import Frame
 from edgevision.runtime.prometheus import to_prometheus
 from edgevision.runtime.results import Detections
-from edgevision.runtime.viewer import LiveViewer
+from edgevision.runtime.sinks.viewer import LiveViewer
 
 cv2 = pytest.importorskip("cv2")
 

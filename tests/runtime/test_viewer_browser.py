@@ -25,7 +25,7 @@ import pytest
 
 from edgevision.runtime.frames import Frame
 from edgevision.runtime.results import Detections
-from edgevision.runtime.viewer import LiveViewer
+from edgevision.runtime.sinks.viewer import LiveViewer
 
 CHROMIUM = "/usr/bin/chromium"
 cv2 = pytest.importorskip("cv2")

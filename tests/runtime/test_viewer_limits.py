@@ -16,7 +16,7 @@ from test_viewer import get, publish, read_part, wait_for
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.frames import Frame
 from edgevision.runtime.results import Detections
-from edgevision.runtime.viewer import LiveViewer, is_loopback
+from edgevision.runtime.sinks.viewer import LiveViewer, is_loopback
 
 pytest.importorskip("cv2")
 

@@ -34,7 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgevision.runtime.synthetic import _background, make_shape_contours, rasterize
+from edgevision.runtime.synthetic import background, make_shape_contours, rasterize
 
 from .coco import COCO_KEYPOINT_NAMES, COCO_SKELETON
 from .synthetic import SyntheticPaths, check_sizes, write_coco_split, write_once
@@ -245,7 +245,7 @@ def _draw(img: np.ndarray, col: np.ndarray, alpha: np.ndarray) -> None:
 def render_pose_scene(rng: np.random.Generator, width: int, height: int, max_objects: int = 4
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One image: (BGR uint8, boxes xyxy float32 [N, 4], keypoints float32 [N, 17, 3], areas [N])."""
-    img = _background(rng, width, height)
+    img = background(rng, width, height)
     side = min(width, height)
     for _ in range(int(rng.integers(0, 4))):  # background clutter shapes, behind the figures
         contours = make_shape_contours(int(rng.integers(6)), rng.uniform(0, width), rng.uniform(0, height),

@@ -1,7 +1,7 @@
 """The sink protocol: where the pipeline's results go (video file, JSON lines, display, HTTP viewer, ...).
 
 Structural (``typing.Protocol``) rather than a base class, so any object with ``write`` and ``close`` is a
-sink, including a user's own. Concrete sinks live in ``sinks.py``; this module stays tiny so both the
+sink, including a user's own. Concrete sinks live beside it, one module per kind; this module stays tiny so both the
 pipeline and the sinks import it without importing each other.
 """
 
@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import EdgevisionError
-from .frames import Frame
-from .results import Detections
+from ..errors import EdgevisionError
+from ..frames import Frame
+from ..results import Detections
 
 __all__ = ["Sink", "SinkContext", "SinkWriteError", "start_sink"]
 

@@ -31,12 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .draw import _cv2, draw_detections
-from .errors import UserError
-from .frames import Frame
-from .fsutil import new_file_mode
-from .results import Detections
-from .sinks_base import SinkContext, SinkWriteError
+from ..draw import _cv2, draw_detections
+from ..errors import UserError
+from ..frames import Frame
+from ..fsutil import new_file_mode
+from ..results import Detections
+from .base import SinkContext, SinkWriteError
 
 __all__ = ["JsonlSink", "VideoSink", "check_writable", "remove_dead_temps", "result_record"]
 

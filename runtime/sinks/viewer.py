@@ -36,12 +36,12 @@ from typing import Any, Dict
 
 import numpy as np
 
-from .draw import _cv2, draw_detections
-from .errors import UserError
-from .frames import Frame
-from .prometheus import to_prometheus
-from .results import Detections
-from .sinks import result_record
+from ..draw import _cv2, draw_detections
+from ..errors import UserError
+from ..frames import Frame
+from ..prometheus import to_prometheus
+from ..results import Detections
+from .files import result_record
 from .viewer_page import PAGE_HTML
 from .viewer_server import MJPEG_SNDBUF, LimitedHTTPServer
 
