@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from stream_fixtures import make_video
 
-from edgevision.runtime.sources import capture
 from edgevision.runtime.errors import UserError
-from edgevision.runtime.sources import CaptureSource, open_source
+from edgevision.runtime.sources import CaptureSource, capture, open_source
 
 cv2 = pytest.importorskip("cv2")
 
