@@ -58,9 +58,10 @@ _PARSER_NOTES = {
     "nms": [
         "The output is the nms layout, NMS already in the graph: num_dets [B,1] int32, boxes [B,M,4] x1,y1,x2,y2",
         "in network pixels, scores [B,M], classes [B,M] int32, in this order: the four outputs an",
-        "NvDsInferParseCustomEfficientNMS-style parser reads (NVIDIA's YOLOv7 DeepStream guide adds that function",
-        "to libnvds_infercustomparser.so; DeepStream's stock copy of that library does not have it). It reads",
-        "exactly four outputs, so a pose bundle's fifth (keypoints) output needs a parser of its own.",
+        "NvDsInferParseCustomEfficientNMS-style parser reads (community YOLOv7-on-DeepStream guides add that",
+        "function to DeepStream's nvdsinfer_customparser sources and rebuild libnvds_infercustomparser.so; the",
+        "stock library of DeepStream 6.1 does not have it). It takes exactly four outputs, so a pose bundle's",
+        "fifth (keypoints) output needs a parser of its own.",
     ],
 }
 
