@@ -70,7 +70,9 @@ def _tensor(t: GraphIO, batched: bool, what: str) -> str:
 
 def max_batch_for(model: HandoffModel, requested: int | None) -> int:
     """``max_batch_size``: 0 for a model without a dynamic batch axis; else ``requested`` or the default (for a
-    TensorRT plan: its device profile's ``max_batch``, the optimisation profile `edgevision engine` builds)."""
+    TensorRT plan: its device profile's ``max_batch``, the optimisation profile `edgevision engine` builds
+    without ``--dynamic-batch``; 1 for a DLA plan). The sidecar does not record a plan's profile, so a plan
+    built with another range needs ``--max-batch`` (at most that range's maximum)."""
     if not model.dynamic_batch:
         if requested is not None:
             batch = model.inputs[0].dims[0] if model.inputs and model.inputs[0].dims else "?"
@@ -79,6 +81,8 @@ def max_batch_for(model: HandoffModel, requested: int | None) -> int:
         return 0
     if requested is not None:
         return requested
+    if model.engine is not None and model.engine.dla_core is not None:
+        return 1  # a DLA plan has static shapes: `edgevision engine --dla` fixes the batch at 1 unless told
     if model.engine is not None:
         from .devices import load_profile
 

@@ -76,13 +76,13 @@ def nms_bundle(root: Path, *, task: str = "detect") -> Path:
 
 
 def add_engine(root: Path, *, file: str = "jetson-orin-nano-8gb.fp16.plan", profile: str = "jetson-orin-nano-8gb",
-               precision: str = "fp16") -> bytes:
+               precision: str = "fp16", **extra: Any) -> bytes:
     """List a (fake) plain plan in the sidecar; returns its bytes (the hand-off copies it, never opens it)."""
     data = b"not a real plan: " + file.encode()
     (root / file).write_bytes(data)
     side = json.loads((root / "edgevision.json").read_text())
     side["engines"] = [*side.get("engines", []), {"file": file, "device_profile": profile,
                                                   "tensorrt_version": "10.3.0", "gpu_sm": "8.7",
-                                                  "precision": precision}]
+                                                  "precision": precision, **extra}]
     (root / "edgevision.json").write_text(json.dumps(side))
     return data

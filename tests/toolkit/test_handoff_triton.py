@@ -172,6 +172,14 @@ def test_engine_ships_the_plan_as_tensorrt_plan(tmp_path: Path, capsys: pytest.C
     assert not (model_dir / "1" / "model.onnx").exists()
     assert cfg.max_batch_size == 4  # the device profile's max_batch: the optimisation profile `engine` builds
     assert [list(t.dims) for t in cfg.input] == [[3, 32, 32]]
+    add_engine(bundle, file="dla.plan", dla_core=0)  # DLA plans have static shapes: batch 1 unless told
+    code, _, err = run_main(["export-triton", str(bundle), "--out", str(tmp_path / "repo"), "--name", "dla",
+                             "--engine", "dla.plan"], capsys)
+    assert code == 0, err
+    assert check_against_docs(tmp_path / "repo" / "dla").max_batch_size == 1
+    line = user_error(["export-triton", str(bundle), "--out", str(tmp_path / "r2"), "--engine", "dla.plan",
+                       "--kind", "cpu"], capsys)
+    assert "--kind cpu" in line and not (tmp_path / "r2").exists()
 
 
 def user_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
