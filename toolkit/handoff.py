@@ -189,7 +189,7 @@ def decode_lines(side: Sidecar) -> list[str]:
         lines = [
             f"- output layout `yolo` (raw head, no NMS): `{out.names[0]}` is `[B, 4 + {nc}{kp}, N]`: per anchor "
             "cx, cy, w, h in input pixels, then the class scores (already sigmoid)" + (kp and ", then keypoints"),
-            f"- client: per anchor take the best class, keep scores >= {post.conf}, convert to x1,y1,x2,y2, run NMS "
+            f"- client: per anchor take the best class, keep scores above {post.conf}, convert to x1,y1,x2,y2, run NMS "
             f"(IoU {post.iou}, {'class-agnostic' if post.class_agnostic else 'per class'}), keep at most "
             f"{post.max_det}, then undo the letterbox (subtract the pad, divide by the scale)",
             "- `edgevision.runtime.postprocess.decode_yolo` does exactly this on the raw output array",
