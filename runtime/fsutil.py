@@ -95,6 +95,23 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         raise
 
 
+def check_out_dir(out: Path, *, force: bool, marker: str, what: str) -> None:
+    """``out`` may be replaced whole by a command's output: absent, an empty directory, or a previous output
+    (it holds ``marker``). A directory holding anything else needs ``force``; a file, a symlink or anything not a
+    directory is never replaced. ``what`` names the output kind in the error (e.g. "an edgevision bundle")."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UserError(f"--out {out}: exists and is not a directory; not replacing it with {what}")
+    if not out.exists() or force or (out / marker).is_file():
+        return
+    try:
+        empty = next(out.iterdir(), None) is None
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot read the directory ({exc.strerror})") from None
+    if not empty:
+        raise UserError(f"--out {out}: is a non-empty directory that is not {what}; choose another "
+                        "--out, or pass --force to replace it and everything in it")
+
+
 def remove_stale_temps(directory: Path) -> int:
     """Delete leftovers of killed runs (``*.tmp-*``) directly inside ``directory``; returns how many."""
     if not directory.is_dir():

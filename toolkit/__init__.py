@@ -2,7 +2,8 @@
 
 The runtime also runs on Python 3.8 (JetPack 5, whose TensorRT 8.5 bindings exist only for 3.8), and the
 ``edgevision`` command lives here, so on 3.8 this package still imports, but only the modules the runtime's
-commands need (``run``, ``bench``, ``doctor``, ``devices``, ``engine``): any other toolkit module refuses to
+commands need (``run``, ``bench``, ``doctor``, ``devices``, ``engine``, ``export-triton``,
+``export-deepstream``): any other toolkit module refuses to
 import with one line saying so (``ToolkitUnavailable``, a ``UserError``: the CLI prints it and exits 2).
 """
 
@@ -13,8 +14,9 @@ import sys
 # what `edgevision run/bench/doctor/devices/engine` import from here (the CLI registers every command; the
 # toolkit ones import their work lazily), plus the pytest plugin, which pytest loads in every session of an
 # environment with edgevision installed: all of it is Python 3.8-compatible
-RUNTIME_SIDE = frozenset({"__main__", "cli", "cli_dataset", "cli_engine", "cli_regress", "cli_runtime", "devices",
-                          "engine_build", "engine_plan", "pytest_plugin"})
+RUNTIME_SIDE = frozenset({"__main__", "cli", "cli_dataset", "cli_engine", "cli_handoff", "cli_regress", "cli_runtime",
+                          "devices", "engine_build", "engine_plan", "handoff", "handoff_deepstream", "handoff_triton",
+                          "pytest_plugin"})
 
 if sys.version_info < (3, 10):
     import importlib.abc

@@ -19,6 +19,7 @@ from edgevision.runtime.errors import EdgevisionError
 
 from .cli_dataset import dataset
 from .cli_engine import engine
+from .cli_handoff import handoff_commands
 from .cli_regress import regress
 from .cli_runtime import _load, _onnx_options, runtime_commands
 
@@ -156,6 +157,8 @@ for _cmd in runtime_commands():
 cli.add_command(engine)
 cli.add_command(regress)
 cli.add_command(dataset)
+for _cmd in handoff_commands():
+    cli.add_command(_cmd)
 
 
 def _emit(obj: dict[str, Any], as_json: bool) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from edgevision.runtime.bundle import SIDECAR_NAME, KeypointSpec
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.fsutil import atomic_dir, sha256_file
+from edgevision.runtime.fsutil import check_out_dir as check_output_dir
 
 from .checkpoint import CheckpointMeta, load_checkpoint
 from .data.coco import COCO_KEYPOINT_NAMES, COCO_SIGMAS, COCO_SKELETON
@@ -19,19 +20,9 @@ from .stages.export import check_parity, export_onnx
 
 
 def check_out_dir(out: Path, *, force: bool = False) -> None:
-    """``out`` may be written as a bundle: absent, an empty directory, or a bundle (replaced whole). A
-    directory holding anything else needs ``force``; a file (or anything not a directory) is never replaced."""
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise UserError(f"--out {out}: exists and is not a directory; not replacing it with a bundle")
-    if not out.exists() or force or (out / SIDECAR_NAME).is_file():
-        return
-    try:
-        empty = next(out.iterdir(), None) is None
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot read the directory ({exc.strerror})") from None
-    if not empty:
-        raise UserError(f"--out {out}: is a non-empty directory that is not an edgevision bundle; choose another "
-                        "--out, or pass --force to replace it and everything in it")
+    """``out`` may be written as a bundle: absent, an empty directory, or a bundle (replaced whole); see
+    ``fsutil.check_out_dir`` (shared with ``export-triton`` / ``export-deepstream``)."""
+    check_output_dir(out, force=force, marker=SIDECAR_NAME, what="an edgevision bundle")
 
 
 def export_checkpoint(checkpoint: Path, out: Path, *, opset: int = 17, dynamic_batch: bool = False,

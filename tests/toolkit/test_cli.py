@@ -11,7 +11,7 @@ from cli_helpers import run_main
 
 from edgevision.toolkit.cli import cli
 
-COMMANDS = ["build", "export", "eval", "bench", "devices", "doctor", "engine"]
+COMMANDS = ["build", "export", "eval", "bench", "devices", "doctor", "engine", "export-triton", "export-deepstream"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
