@@ -2,8 +2,9 @@
 
 Synthetic data is generated into the stage cache (deterministic by seed, so its key is its config; the
 shapes generator for ``task: detect``, the mannequin-figures pose generator for ``task: pose``); user
-COCO data is read where it lies (the stage table lists it as a data stage that is never cached); YOLO-format data is converted to COCO json in the cache so that the same
-reader and pycocotools evaluation serve all three.
+COCO data is read where it lies (the stage table lists it as a data stage that is never cached);
+YOLO-format data is converted to COCO json in the cache so that the same reader and pycocotools evaluation
+serve all three.
 """
 
 from __future__ import annotations
