@@ -85,6 +85,7 @@ def pareto_figure(points: dict[str, dict[str, Point]], task: str) -> str:
         for n, (x, y) in zip(names, pts, strict=True):
             ax.annotate(n, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
         ax.set_title(backend)
+        ax.margins(0.15)  # room for the labels of the extreme points
         ax.set_xlabel("median latency (ms, lower is better)")
         ax.set_ylabel(accuracy_key(task)[1])
         ax.grid(alpha=0.3)
