@@ -1,4 +1,4 @@
-"""Latency measurement: the one timing method of `edgevision bench`, the build's bench stage and `regress`.
+"""Latency measurement: the one timing method of `edgevision bench` and the build's bench stage.
 
 :class:`TimingSettings` is the whole method (threads, warm-up and timed calls per model, the interleaved
 rotating order, the ONNX Runtime session options, the input); :func:`time_backends` is the one loop that
@@ -72,7 +72,7 @@ def time_calls(fns: Mapping[str, Callable[[], object]], settings: TimingSettings
 
 def time_backends(backends: Mapping[str, Any], feeds: Mapping[str, dict[str, np.ndarray]],
                   settings: TimingSettings) -> dict[str, LatencyStats]:
-    """The one timing loop of `bench`, the bench stage and `regress`: ``backends[name].infer(feeds[name])``,
+    """The one timing loop of `bench` and the bench stage: ``backends[name].infer(feeds[name])``,
     interleaved; each backend was opened with ``settings.backend_options()``."""
     return time_calls({name: (lambda b=b, f=feeds[name]: b.infer(f)) for name, b in backends.items()}, settings)
 

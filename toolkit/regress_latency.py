@@ -15,12 +15,13 @@ Hand-written because the bootstrap here is a dozen lines of numpy over paired sa
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgevision.runtime.backends import open_backend
-from edgevision.runtime.benchmark import TimingSettings, interleaved_samples, random_input
+from edgevision.runtime.benchmark import interleaved_samples
 from edgevision.runtime.bundle import Bundle
 
 
@@ -54,24 +55,24 @@ def ratio_interval(cand: np.ndarray, base: np.ndarray, *, confidence: float = 0.
 
 def _feed(bundle: Bundle) -> dict[str, np.ndarray]:
     spec = bundle.sidecar.input
-    return {spec.name: random_input((1, 3, spec.height, spec.width), spec.dtype)}
+    x = np.random.default_rng(0).random((1, 3, spec.height, spec.width), dtype=np.float32)
+    return {spec.name: x.astype(spec.dtype)}
 
 
 def compare_latency(candidate: Bundle, baseline: Bundle, *, rounds: int = 200, warmup: int = 10, threads: int = 0,
                     confidence: float = 0.95) -> LatencyComparison:
-    """Time both bundles' models (batch 1, random input, ONNX Runtime CPU) in ``rounds`` interleaved rounds,
-    with the sessions and input of `edgevision bench` and the bench stage (``TimingSettings``)."""
-    settings = TimingSettings.make(threads, warmup, rounds)
-    n = settings.threads
-    cand_be = open_backend(candidate.model_path, kind="onnxruntime", **settings.backend_options())
-    base_be = open_backend(baseline.model_path, kind="onnxruntime", **settings.backend_options())
+    """Time both bundles' models (batch 1, random input, ONNX Runtime CPU) in ``rounds`` interleaved rounds."""
+    n = threads or (os.cpu_count() or 1)
+    cand_be = open_backend(candidate.model_path, kind="onnxruntime", intra_op_threads=n)
+    base_be = open_backend(baseline.model_path, kind="onnxruntime", intra_op_threads=n)
     try:
         cf, bf = _feed(candidate), _feed(baseline)
         samples = interleaved_samples({"candidate": lambda: cand_be.infer(cf), "baseline": lambda: base_be.infer(bf)},
-                                      warmup=settings.warmup, iters=settings.iters)
+                                      warmup=warmup, iters=rounds)
     finally:
         cand_be.close()
         base_be.close()
     c, b = np.asarray(samples["candidate"]), np.asarray(samples["baseline"])
     ratio, lo, hi = ratio_interval(c, b, confidence=confidence)
     return LatencyComparison(float(np.median(c)), float(np.median(b)), ratio, lo, hi, rounds, n, confidence)
+

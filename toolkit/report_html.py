@@ -90,9 +90,11 @@ def _pr_curves(m: Manifest, root: Path) -> str:
 
 def _gates(m: Manifest) -> str:
     """Gate results if the manifest has them (``gates``: a list of checks, or ``{"checks": [...]}``)."""
-    gates = (m.model_extra or {}).get("gates")
+    gates: Any = getattr(m, "gates", None) or (m.model_extra or {}).get("gates")  # typed field once declared
     if gates is None:
         return ""
+    if hasattr(gates, "model_dump"):
+        gates = gates.model_dump(mode="json")
     checks = gates.get("checks", []) if isinstance(gates, dict) else gates
     rows = []
     for c in checks if isinstance(checks, list) else []:
