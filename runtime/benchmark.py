@@ -74,7 +74,11 @@ def time_backends(backends: Mapping[str, Any], feeds: Mapping[str, dict[str, np.
                   settings: TimingSettings) -> dict[str, LatencyStats]:
     """The one timing loop of `bench` and the bench stage: ``backends[name].infer(feeds[name])``,
     interleaved; each backend was opened with ``settings.backend_options()``."""
-    return time_calls({name: (lambda b=b, f=feeds[name]: b.infer(f)) for name, b in backends.items()}, settings)
+    return time_calls({name: _infer_call(b, feeds[name]) for name, b in backends.items()}, settings)
+
+
+def _infer_call(backend: Any, feed: dict[str, np.ndarray]) -> Callable[[], object]:
+    return lambda: backend.infer(feed)
 
 
 @dataclass(frozen=True)
