@@ -89,3 +89,15 @@ def test_bench_names_a_bare_onnx_file_and_prints_its_method(onnx_file: Path) -> 
     text = CliRunner().invoke(cli, args).output
     assert f"bundle: {onnx_file}\n" in text
     assert text.rstrip().splitlines()[-1] == benchmark.TimingSettings.make(1, 1, 3).describe()
+
+
+def test_bench_and_the_cli_stay_lean() -> None:
+    """report.html's matplotlib is the toolkit's: the CLI and `bench` never import it (nor torch)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom edgevision.toolkit import cli\nimport edgevision.runtime.bench\n"
+            "print(sorted(m for m in ('matplotlib', 'torch') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
