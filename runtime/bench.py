@@ -38,7 +38,6 @@ do when decoding takes a core (see ``pipeline.py``).
 
 from __future__ import annotations
 
-import os
 import statistics
 import threading
 import time
@@ -48,10 +47,10 @@ from typing import Any
 import numpy as np
 
 from .backends.choice import choose_backend
-from .benchmark import measure, summarize
+from .benchmark import DEFAULT_ITERS, DEFAULT_WARMUP, TimingSettings, random_input, summarize, time_backends
 from .bundle import Bundle
 from .errors import UserError
-from .model_plan import load_model, plan_inference
+from .model_plan import load_model, model_label, plan_inference
 from .pipeline import Pipeline
 from .predictor import Predictor
 from .sources import open_source
@@ -60,16 +59,19 @@ __all__ = ["bench_bundle", "bench_live", "bench_stream"]
 
 
 def _threads(threads: int) -> int:
-    return threads or (os.cpu_count() or 1)
+    return TimingSettings.make(threads).threads
 
 
-def bench_bundle(path: str | Path | Bundle, *, warmup: int = 10, iters: int = 100, threads: int = 0,
-                 backend: str = "auto") -> dict[str, Any]:
-    """Batch-1 latency of the model (bundle or bare ONNX) on random input; returns a JSON-ready dict."""
+def bench_bundle(path: str | Path | Bundle, *, warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS,
+                 threads: int = 0, backend: str = "auto") -> dict[str, Any]:
+    """Batch-1 latency of the model (bundle or bare ONNX) on random input; returns a JSON-ready dict.
+
+    Timed by :func:`~edgevision.runtime.benchmark.time_backends` with the build's bench-stage settings
+    (:class:`~edgevision.runtime.benchmark.TimingSettings`), recorded under ``timing``."""
     bundle = load_model(path)
     spec = bundle.sidecar.input
-    n = _threads(threads)
-    be = choose_backend(bundle, backend).open(intra_op_threads=n)
+    settings = TimingSettings.make(threads, warmup, iters)
+    be = choose_backend(bundle, backend).open(**settings.backend_options())
     try:
         # the checks `run` makes before its first result: the predictor's bundle checks, and one image through
         # preprocess -> model -> postprocess (an output the sidecar misdescribes fails here, not after timing)
@@ -77,14 +79,13 @@ def bench_bundle(path: str | Path | Bundle, *, warmup: int = 10, iters: int = 10
         image = np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)
         tensor, lb = pred.preprocess(image)
         pred.postprocess(pred.infer(tensor), [lb])
-        x = np.random.default_rng(0).random((1, 3, spec.height, spec.width), dtype=np.float32)
-        feed = {spec.name: x.astype(spec.dtype)}
-        stats = measure({be.name: lambda: be.infer(feed)}, warmup=warmup, iters=iters)[be.name]
+        feed = {spec.name: random_input((1, 3, spec.height, spec.width), spec.dtype)}
+        stats = time_backends({be.name: be}, {be.name: feed}, settings)[be.name]
     finally:
         be.close()
-    return {"bundle": str(bundle.root), "backend": be.name, "threads": n,
+    return {"bundle": model_label(bundle), "backend": be.name, "threads": settings.threads,
             "input_shape": [1, 3, spec.height, spec.width], "latency_ms": stats.to_dict(),
-            "fps": round(1000.0 / stats.median, 2)}
+            "fps": round(1000.0 / stats.median, 2), "timing": settings.to_dict()}
 
 
 def _backend_fps(preds: list[Predictor], tensors: list[np.ndarray], n: int) -> tuple[float, list[float]]:
@@ -143,7 +144,7 @@ def bench_live(path: str | Path | Bundle, source: str, *, seconds: float = 30.0,
     infer = float(snap["stages"]["infer"]["p50"])
     p50 = float(np.median(lat))
     return {
-        "bundle": str(bundle.root), "backend": snap.get("backend"), "source": source, "seconds": seconds,
+        "bundle": model_label(bundle), "backend": snap.get("backend"), "source": source, "seconds": seconds,
         "fresh_frames": fresh_frames, "results": len(rows), "dropped": snap["dropped"],
         "results_fps": round(len(rows) / seconds, 2), "infer_ms_p50": round(infer, 3),
         "latency_ms": {"p50": round(p50, 3), "p99": round(float(np.percentile(lat, 99)), 3)},
@@ -202,7 +203,7 @@ def bench_stream(path: str | Path | Bundle, source: str, *, frames: int | None =
     best_fps = max(med["replicas"], single_fps)
     spec = bundle.sidecar.input
     return {
-        "bundle": str(bundle.root), "backend": preds[0].backend.name, "threads": n_threads, "replicas": k,
+        "bundle": model_label(bundle), "backend": preds[0].backend.name, "threads": n_threads, "replicas": k,
         "intra_op_threads": opts.get("intra_op_threads"), "input_shape": [1, 3, spec.height, spec.width],
         "source": source, "frames": snap["frames"], "rounds": len(runs["pipeline"]),
         "backend_fps": round(single_fps, 2), "pipeline_fps": round(med["pipeline"], 2),

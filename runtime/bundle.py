@@ -197,6 +197,8 @@ class Bundle:
         self.sidecar = sidecar
         #: set when a plain plan file was opened (``model_plan.load_model``): run that engine of ``engines``
         self.engine_file = engine_file
+        #: the file the user named when it was no bundle directory (a bare ONNX: ``onnx_meta.bundle_from_onnx``)
+        self.source_file: Path | None = None
 
     @property
     def model_path(self) -> Path:

@@ -21,6 +21,15 @@ from .errors import UserError
 __all__ = ["load_model", "plan_inference"]
 
 
+def model_label(bundle: Bundle) -> str:
+    """What a report calls the model: the file the user named (a bare ONNX, a plan), else the bundle folder."""
+    if bundle.source_file is not None:
+        return str(bundle.source_file)
+    if bundle.engine_file is not None:
+        return str(bundle.root / bundle.engine_file)
+    return str(bundle.root)
+
+
 def load_model(model: Bundle | str | Path) -> Bundle:
     """A bundle directory, a bare ``.onnx`` file (its sidecar synthesised from its metadata), or a plan file
     (``.engine``/``.plan``/``.trt``) whose bundle sidecar lies beside it."""

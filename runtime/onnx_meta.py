@@ -201,4 +201,6 @@ def sidecar_from_onnx(
 def bundle_from_onnx(path: str | Path, **overrides: Any) -> Bundle:
     """An in-memory ``Bundle`` for a bare ONNX file (see ``sidecar_from_onnx`` for ``overrides``)."""
     info = read_onnx_info(path)
-    return Bundle(info.path.parent, sidecar_from_onnx(info, **overrides))
+    bundle = Bundle(info.path.parent, sidecar_from_onnx(info, **overrides))
+    bundle.source_file = info.path
+    return bundle

@@ -30,6 +30,7 @@ from .recipe import Recipe, load_recipe
 from .stages.bench import bench_latency
 from .stages.bundle import keypoint_spec, make_sidecar, nms_settings, write_bundle
 from .stages.data import PreparedData, prepare_data
+from .stages.eval_curves import publish_curves
 from .stages.evaluate import evaluate_bundle
 from .stages.export import check_parity, export_onnx
 from .stages.report import write_outputs
@@ -37,7 +38,7 @@ from .stages.train import CHECKPOINT, train_stage
 
 ONNX_NAME = "model.onnx"
 BENCH_METHOD = 3  # 2: rotating order, no ORT spin-waiting; 3: torch timed apart (bump to re-time cached variants)
-EVAL_METHOD = 2  # 2: yolo decoding keeps max_det boxes after NMS, not the best max_det before it (re-scores caches)
+EVAL_METHOD = 3  # 2: yolo keeps max_det boxes after NMS (re-scores caches); 3: + per-class PR curves
 
 
 @dataclass
@@ -159,7 +160,7 @@ def build_variant(
         opts = {"cpu_int8_rewrites": False} if literal_qdq else None
         return cache.run("evaluate", {**key, "qdq": "literal"} if literal_qdq else key,
                          lambda d: evaluate_bundle(bundle, data.val, conf=ev.conf, iou=ev.iou, max_det=ev.max_det,
-                                                   limit=ev.limit, backend_options=opts))
+                                                   limit=ev.limit, backend_options=opts, curves_dir=d))
 
     evaluated = evaluate()
     as_tensorrt = evaluate(literal_qdq=True) if precision == "int8" else None
@@ -189,6 +190,7 @@ def build_variant(
         "export": {k: exported.data[k] for k in ("opset", "dynamic_batch", "simplified", "nodes_before",
                                                  "nodes_after")},
     }
+    record.update(publish_curves(evaluated.dir, out, name))  # per-class AP, PR curves (report.html)
     if as_tensorrt is not None:
         record["metrics_tensorrt_qdq"] = {k: v for k, v in as_tensorrt.data.items() if k.startswith(("map", "kp_map"))}
     if "torch-cpu" in bn.backends and "torch-cpu" not in backends:

@@ -21,6 +21,7 @@ from .cli_dataset import dataset
 from .cli_engine import engine
 from .cli_handoff import handoff_commands
 from .cli_regress import regress
+from .cli_report import report
 from .cli_runtime import _load, _onnx_options, runtime_commands
 
 _PATH = click.Path(path_type=Path)
@@ -55,7 +56,7 @@ def build(recipe: Path, out: Path | None, cache_dir: Path | None) -> None:
         lat = ", ".join(f"{b} {s['median']:.2f} ms" for b, s in v["latency_ms"].items())
         metrics = ", ".join(f"{k} {val:.3f}" for k, val in v["metrics"].items())
         click.echo(f"{name}: {metrics}; {lat}; bundle {result.out / v['bundle']}")
-    click.echo(f"report: {result.out / 'report.md'}")
+    click.echo(f"report: {result.out / 'report.md'}, {result.out / 'report.html'}")
 
 
 @cli.command()
@@ -156,6 +157,7 @@ for _cmd in runtime_commands():
     cli.add_command(_cmd)
 cli.add_command(engine)
 cli.add_command(regress)
+cli.add_command(report)
 cli.add_command(dataset)
 for _cmd in handoff_commands():
     cli.add_command(_cmd)

@@ -70,11 +70,13 @@ def markdown(cases: list[Check], strict: bool, candidate: Path, baseline: Path) 
 @click.option("--junit", type=_PATH, default=None, help="Write JUnit XML (one test case per check).")
 @click.option("--markdown", "md", type=_PATH, default=None, help="Write a markdown summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("--history", type=_PATH, default=None,
+              help="Append this run (metrics, latency) to a JSON-lines file; `edgevision report --history` plots it.")
 @click.option("--update-baseline", is_flag=True,
               help="After checking, make the candidate the new baseline (written atomically).")
 def regress(candidate: Path, baseline: Path, acc_tol: float, metrics: tuple[str, ...], max_latency_ratio: float,
             size_tol: float, rounds: int, threads: int, no_latency: bool, strict: bool, junit: Path | None,
-            md: Path | None, as_json: bool, update_baseline: bool) -> None:
+            md: Path | None, as_json: bool, history: Path | None, update_baseline: bool) -> None:
     """Gate CANDIDATE (a build directory, or a bundle inside one) against --baseline.
 
     Exit 0 when every check passes, 1 on a regression, 2 on a usage error.
@@ -91,6 +93,10 @@ def regress(candidate: Path, baseline: Path, acc_tol: float, metrics: tuple[str,
         atomic_write_bytes(junit, junit_xml(checks, strict))
     if md is not None:
         atomic_write_text(md, markdown(checks, strict, candidate, baseline))
+    if history is not None:
+        from .regress_history import append_history, history_entry
+
+        append_history(history, history_entry(candidate, baseline, checks, result))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

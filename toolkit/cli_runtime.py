@@ -112,8 +112,15 @@ def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, 
     else:
         result = bench_stream(bundle, source_uri, frames=frames, rounds=rounds, warmup=warmup, threads=threads,
                               backend=backend, replicas=replicas)
-    click.echo(json.dumps(result, indent=2) if as_json else
-               "\n".join(f"{k}: {v}" for k, v in result.items()))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    from edgevision.runtime.benchmark import TimingSettings
+
+    timing = result.pop("timing", None)
+    click.echo("\n".join(f"{k}: {v}" for k, v in result.items()))
+    if timing is not None:  # the method, as the build's bench stage prints it
+        click.echo(TimingSettings(**timing).describe())
 
 
 @click.command()

@@ -35,6 +35,7 @@ class Latency(_Open):
     iters: int | None = None
     vs_original: float | None = None
     vs_torch: float | None = None
+    timing: dict[str, Any] | None = None  # runtime.benchmark.TimingSettings.to_dict(): how it was measured
 
 
 class Variant(_Open):
@@ -49,6 +50,8 @@ class Variant(_Open):
     onnx_sha256: str | None = None
     compress: dict[str, Any] | None = None
     metrics_tensorrt_qdq: dict[str, float] | None = None
+    ap_per_class: dict[str, dict[str, float | None]] | None = None  # box AP50 / AP50-95 per class name
+    eval_curves: str | None = None  # per-class PR curves, relative to the build dir (stages.eval_curves)
 
 
 class DatasetRecord(_Open):

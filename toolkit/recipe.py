@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from edgevision.runtime.benchmark import DEFAULT_ITERS, DEFAULT_WARMUP
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.validation import allowed_range, format_loc, parse_yaml, validation_line
 
@@ -253,8 +254,8 @@ class EvalConfig(_Strict):
 
 
 class BenchConfig(_Strict):
-    warmup: int = Field(default=10, ge=0, le=10_000)
-    iters: int = Field(default=50, ge=1, le=100_000)
+    warmup: int = Field(default=DEFAULT_WARMUP, ge=0, le=10_000)
+    iters: int = Field(default=DEFAULT_ITERS, ge=1, le=100_000)  # `edgevision bench`'s default too
     threads: int = Field(default=0, ge=0, le=MAX_THREADS, description="0 = all cores")
     backends: list[Literal["torch-cpu", "onnxruntime-cpu"]] = ["torch-cpu", "onnxruntime-cpu"]
 

@@ -54,6 +54,12 @@ def test_manifest_contract(built: tuple[Path, Path, dict]) -> None:
     hashed = {a["path"] for a in on_disk["artifacts"]}
     assert {"fp32/model.onnx", "fp32/edgevision.json"} <= hashed
     assert (out / "report.md").read_text().startswith("# edgevision build report: tiny")
+    # report.html beside it, from per-class results the evaluate stage kept and a recorded timing method
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert set(v["ap_per_class"]) == set(on_disk["dataset"]["classes"])
+    assert json.loads((out / v["eval_curves"]).read_text())["bbox"]["classes"]
+    assert v["latency_ms"]["onnxruntime-cpu"]["timing"] == {**v["latency_ms"]["torch-cpu"]["timing"], "threads": 2,
+                                                            "warmup": 1, "iters": 3, "spin": False}
 
 
 def test_bundle_is_complete(built: tuple[Path, Path, dict]) -> None:

@@ -122,3 +122,19 @@ def test_ultralytics_accepts_the_written_data_yaml(written: dict[str, Path]) -> 
                 kp = np.asarray(lab["keypoints"]).reshape(-1, 17, 3)
                 np.testing.assert_allclose(kp[..., :2] * [rec.width, rec.height], rec.keypoints[..., :2], atol=1e-3)
                 np.testing.assert_array_equal(kp[..., 2], rec.keypoints[..., 2])
+
+
+@pytest.mark.parametrize("kind", ["synthetic", "coco", "yolo"])
+def test_every_dataset_kind_lists_the_data_stage(written: dict[str, Path], kind: str, tmp_path: Path) -> None:
+    """The report's stage table is the cache's events: COCO data, read in place, used to leave no data row."""
+    from edgevision.toolkit.recipe import CocoData, CocoSplit, SyntheticData
+
+    root = written["detect"]
+    cfg = {"synthetic": SyntheticData(num_train=2, num_val=1, image_size=64),
+           "coco": CocoData(kind="coco", train=CocoSplit(annotations=root / "train.json", images=root / "images"),
+                            val=CocoSplit(annotations=root / "val.json", images=root / "images")),
+           "yolo": YoloData(kind="yolo", data_yaml=root / "data.yaml")}[kind]
+    cache = Cache(tmp_path, log=lambda m: None)
+    prepare_data(cfg, cache, "detect")
+    assert [e["stage"] for e in cache.events] == ["data"]
+    assert len(cache.events[0]["key"]) == 16 and cache.events[0]["seconds"] >= 0

@@ -45,6 +45,7 @@ from edgevision.runtime.predictor import Predictor
 from edgevision.runtime.results import Detections
 
 from ..data.coco import CocoDataset, keypoint_sigmas
+from .eval_curves import pr_curves, write_curves
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,14 @@ def poses_to_coco(image_id: int, dets: Detections, cat_ids: Sequence[int]) -> li
 
 def coco_map(ann_file: Path, results: list[dict[str, Any]], image_ids: Iterable[int] | None = None,
              iou_type: str = "bbox", kpt_sigmas: Sequence[float] | None = None,
-             max_dets: int | None = None) -> dict[str, float]:
+             max_dets: int | None = None, curves: dict[str, Any] | None = None) -> dict[str, float]:
     """mAP50-95 / mAP50 with pycocotools for ``results`` against the ground truth in ``ann_file``.
 
     ``iou_type='keypoints'`` scores OKS (then ``kpt_sigmas`` replaces pycocotools' COCO sigmas; their
     count must match the keypoints) and returns the keys with a ``kp_`` prefix; it has no small-area
     range, so ``kp_map_small`` is absent. ``max_dets`` replaces pycocotools' per-image cap on scored
-    detections (100 for boxes, 20 for keypoints; per class)."""
+    detections (100 for boxes, 20 for keypoints; per class). With ``curves`` (a dict), per-class AP and PR
+    curves are stored in it under ``iou_type`` (:func:`~.eval_curves.pr_curves`)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -109,6 +111,8 @@ def coco_map(ann_file: Path, results: list[dict[str, Any]], image_ids: Iterable[
             ev.params.maxDets = [*ev.params.maxDets[:-1], int(max_dets)]
         ev.evaluate()
         ev.accumulate()
+    if curves is not None:
+        curves[iou_type] = pr_curves(ev)
     # COCOeval.summarize's AP numbers, read at the last maxDets entry (summarize itself insists on 100 / 20)
     prec = ev.eval["precision"][..., -1]  # [IoU thresholds, recall points, classes, area ranges]
     thr = list(np.round(ev.params.iouThrs, 2))
@@ -160,10 +164,12 @@ def evaluate_bundle(
     backend_kind: str = "onnxruntime",
     backend_options: dict[str, Any] | None = None,
     protocol: str = "coco",
+    curves_dir: Path | None = None,
 ) -> dict[str, float]:
     """Run every val image through the bundle on the runtime and score it with COCOeval (box mAP, and
     keypoint OKS mAP as ``kp_*`` for a pose bundle). ``backend_options`` go to ``open_backend``;
-    ``protocol`` picks the conventions (:data:`PROTOCOLS`); ``iou``/``max_det`` default to the protocol's."""
+    ``protocol`` picks the conventions (:data:`PROTOCOLS`); ``iou``/``max_det`` default to the protocol's.
+    With ``curves_dir``, per-class AP and PR curves go to ``curves_dir/pr_curves.json`` (``eval_curves``)."""
     if protocol not in PROTOCOLS:
         raise UserError(f"eval protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
     proto = PROTOCOLS[protocol]
@@ -195,13 +201,16 @@ def evaluate_bundle(
         predictor.close()
     ids = [r.image_id for r in records]
     cap = max_det if protocol != "coco" else None
-    metrics = coco_map(dataset.ann_file, results, image_ids=ids, max_dets=cap)
+    curves: dict[str, Any] = {}
+    metrics = coco_map(dataset.ann_file, results, image_ids=ids, max_dets=cap, curves=curves)
     if pose:
         with tempfile.TemporaryDirectory(prefix="edgevision-oks-") as tmp:
             gt = dataset.ann_file if proto.oks_box_area is None else \
                 box_area_gt(dataset.ann_file, proto.oks_box_area, Path(tmp) / "gt.json")
             metrics.update(coco_map(gt, results, image_ids=ids, iou_type="keypoints", kpt_sigmas=sigmas,
-                                    max_dets=cap))
+                                    max_dets=cap, curves=curves))
+    if curves_dir is not None and curves:
+        write_curves(curves_dir, curves)
     metrics["images"] = float(len(records))
     metrics["detections"] = float(len(results))
     return {k: float(np.round(v, 6)) for k, v in metrics.items()}

@@ -1,4 +1,5 @@
-"""Report stage: ``manifest.json`` (machine-readable, every artifact hashed) and ``report.md`` (for people).
+"""Report stage: ``manifest.json`` (machine-readable, every artifact hashed), ``report.md`` and ``report.html``
+(for people; the latter with figures, ``toolkit/report_html.py``).
 
 The manifest is what regression gates read: ``variants.<name>.{bundle, metrics, latency_ms, parity, macs,
 params, size_bytes}`` keep their names; new fields are only ever added.
@@ -17,6 +18,7 @@ from edgevision.runtime.fsutil import atomic_write_json, atomic_write_text, sha2
 from ..devices import DeviceProfile
 from ..manifest import SCHEMA_VERSION, check_manifest
 from ..recipe import Recipe
+from ..report_html import write_html
 from .bundle import tool_versions
 from .data import PreparedData
 
@@ -75,9 +77,10 @@ def write_outputs(
         "tools": tool_versions(),
         "build_seconds": round(seconds, 2),
     }
-    check_manifest(manifest, str(out / MANIFEST))  # the writer obeys the schema every reader checks
+    typed = check_manifest(manifest, str(out / MANIFEST))  # the writer obeys the schema every reader checks
     atomic_write_json(out / MANIFEST, manifest)
     atomic_write_text(out / REPORT, render_report(manifest))
+    write_html(out, typed)  # report.html beside report.md (figures embedded)
     return manifest
 
 
