@@ -21,6 +21,7 @@ from .cli_dataset import dataset
 from .cli_engine import engine
 from .cli_regress import regress
 from .cli_runtime import _load, _onnx_options, runtime_commands
+from .cli_serve import serve
 
 _PATH = click.Path(path_type=Path)
 
@@ -156,6 +157,7 @@ for _cmd in runtime_commands():
 cli.add_command(engine)
 cli.add_command(regress)
 cli.add_command(dataset)
+cli.add_command(serve)
 
 
 def _emit(obj: dict[str, Any], as_json: bool) -> None:
