@@ -17,7 +17,7 @@ from ..predictor import Predictor
 from .batcher import Batcher
 from .config import ServeConfig
 
-__all__ = ["bind", "open_batcher", "serve"]
+__all__ = ["Service", "bind", "open_batcher", "serve"]
 
 log = logging.getLogger("edgevision.serve")
 
@@ -53,36 +53,56 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class Service:
+    """The model opened, the socket bound and the uvicorn server made; ``run()`` serves until ``stop()`` / Ctrl-C."""
+
+    def __init__(self, bundle: Bundle, config: ServeConfig, *, backend: str = "auto", threads: int = 0,
+                 conf: float | None = None, iou: float | None = None, max_det: int | None = None) -> None:
+        config.check()
+        from . import require_stack
+
+        require_stack()
+        import uvicorn
+
+        from .app import ServeState, build_app
+
+        self.sock = bind(config.host, config.port)
+        try:
+            self.batcher = open_batcher(bundle, config, backend=backend, threads=threads, conf=conf, iou=iou,
+                                        max_det=max_det)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.state = ServeState(config, self.batcher, class_names=bundle.sidecar.class_names,
+                                model=str(bundle.root), backend=self.batcher.backend_kind)
+        uv = uvicorn.Config(build_app(self.state), limit_concurrency=config.max_connections,
+                            timeout_keep_alive=config.keepalive_s, log_level="warning", access_log=False,
+                            server_header=False, lifespan="off")
+        self.server = uvicorn.Server(uv)
+        host, port = self.sock.getsockname()[:2]
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+    def run(self) -> None:
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Ask ``run()`` (in another thread) to finish: open requests complete, then it returns."""
+        self.server.should_exit = True
+
+    def close(self) -> None:
+        self.state.executor.shutdown(wait=False)
+        self.batcher.close()
+        self.sock.close()
+
+
 def serve(bundle: Bundle, config: ServeConfig, *, backend: str = "auto", threads: int = 0,
           conf: float | None = None, iou: float | None = None, max_det: int | None = None,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Serve ``bundle`` until interrupted; ``on_ready`` gets the base URL once the socket listens."""
-    config.check()
-    from . import require_stack
-
-    require_stack()
-    import uvicorn
-
-    from .app import ServeState, build_app
-
-    sock = bind(config.host, config.port)
-    batcher = None
-    try:
-        batcher = open_batcher(bundle, config, backend=backend, threads=threads, conf=conf, iou=iou,
-                               max_det=max_det)
-        state = ServeState(config, batcher, class_names=bundle.sidecar.class_names, model=str(bundle.root),
-                           backend=batcher.backend_kind)
-        app = build_app(state)
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        uv = uvicorn.Config(app, limit_concurrency=config.max_connections, timeout_keep_alive=config.keepalive_s,
-                            log_level="warning", access_log=False, server_header=False, lifespan="off")
-        server = uvicorn.Server(uv)
-        if on_ready is not None:
-            on_ready(f"http://{shown}:{port}")
-        server.run(sockets=[sock])
-        state.executor.shutdown(wait=False)
-    finally:
-        if batcher is not None:
-            batcher.close()
-        sock.close()
+    service = Service(bundle, config, backend=backend, threads=threads, conf=conf, iou=iou, max_det=max_det)
+    if on_ready is not None:
+        on_ready(service.url)
+    service.run()
