@@ -5,7 +5,8 @@ Requests hand it a preprocessed ``[1, 3, H, W]`` tensor and get an ``asyncio`` f
 first waiting request, then waits at most ``timeout_s`` for more, up to ``max_batch``, concatenates them into
 one ``[N, 3, H, W]`` call, decodes the outputs (NMS) for the batch and resolves each future on its own event
 loop. A model exported with a fixed batch of 1 runs requests one at a time (``max_batch`` becomes 1); a fixed
-batch B > 1 is filled up with zeros to B. Requests whose client has gone (future cancelled) are skipped.
+batch B > 1 is filled up with zeros to B; a TensorRT engine's batch is capped at its profile's maximum.
+Requests whose client has gone (future cancelled) are skipped.
 
 Why a thread and a ``queue.Queue`` rather than an asyncio task: inference releases the GIL in ONNX Runtime and
 TensorRT, so the event loop keeps accepting and decoding requests while a batch runs, and the backend is never
@@ -30,7 +31,7 @@ from ..predictor import Predictor
 from ..preprocess import Letterbox
 from ..results import Detections
 
-__all__ = ["Batcher", "model_batch"]
+__all__ = ["Batcher", "model_batch", "profile_max_batch"]
 
 log = logging.getLogger("edgevision.serve")
 
@@ -40,6 +41,14 @@ def model_batch(predictor: Predictor) -> int | None:
     shape = predictor.backend.inputs[0].shape if predictor.backend.inputs else ()
     first = shape[0] if shape else 1
     return first if isinstance(first, int) and first > 0 else None
+
+
+def profile_max_batch(predictor: Predictor) -> int | None:
+    """A TensorRT engine's largest batch (its optimization profile's maximum), None for other backends."""
+    plan = getattr(predictor.backend, "plan", None)
+    inputs = getattr(plan, "inputs", None)
+    alloc = getattr(inputs[0], "alloc_shape", None) if inputs else None
+    return int(alloc[0]) if alloc else None
 
 
 @dataclass
@@ -124,6 +133,12 @@ class Batcher:
                              "batch up to --max-batch)", self.fixed_batch,
                              "one at a time" if self.fixed_batch == 1 else f"in batches of {self.fixed_batch}")
                 self.max_batch = self.fixed_batch
+            else:
+                cap = profile_max_batch(self.predictor)
+                if cap is not None and cap < self.max_batch:
+                    log.info("the engine's profile allows batches up to %d: --max-batch %d becomes %d", cap,
+                             self.max_batch, cap)
+                    self.max_batch = cap
         except BaseException as exc:  # handed to start(), which raises it in the caller's thread
             self._error = exc
             self._ready.set()

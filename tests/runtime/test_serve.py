@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from edgevision.runtime.errors import MissingDependencyError, UserError  # noqa:
 from edgevision.runtime.model_plan import load_model  # noqa: E402
 from edgevision.runtime.predictor import Predictor  # noqa: E402
 from edgevision.runtime.serve import ServeConfig, require_stack  # noqa: E402
+from edgevision.runtime.serve.batcher import profile_max_batch  # noqa: E402
 from edgevision.runtime.serve.server import Service  # noqa: E402
 
 TOKEN = "s3cret-token"
@@ -134,6 +136,27 @@ def test_batch1_model_runs_requests_one_by_one(tmp_path: Path, predictor: Predic
     finally:
         svc.stop()
         thread.join(15)
+
+
+def test_fixed_batch_2_model_gets_padded_batches(tmp_path: Path, predictor: Predictor) -> None:
+    svc, thread = start(make_pixel_bundle(tmp_path / "b2", batch=2), max_batch=8, batch_timeout_ms=100)
+    try:
+        bodies = [image_bytes(v) for v in (60, 140, 220)]
+        with client(svc, token=None) as c, ThreadPoolExecutor(3) as pool:
+            replies = list(pool.map(lambda b: c.post("/v1/detect", content=b), bodies))
+            text = c.get("/metrics").text
+        for body, r in zip(bodies, replies):
+            assert r.status_code == 200 and r.json()["boxes"] == expected(predictor, body)["boxes"]
+        assert metric(text, "max_batch") == 2 and metric(text, "batched_images_total") == 3
+    finally:
+        svc.stop()
+        thread.join(15)
+
+
+def test_tensorrt_profile_caps_the_batch() -> None:
+    plan = SimpleNamespace(inputs=[SimpleNamespace(alloc_shape=(4, 3, 32, 32))])
+    assert profile_max_batch(SimpleNamespace(backend=SimpleNamespace(plan=plan))) == 4  # type: ignore[arg-type]
+    assert profile_max_batch(SimpleNamespace(backend=object())) is None  # type: ignore[arg-type]
 
 
 def test_token_is_required_and_compared(service: Service) -> None:
