@@ -70,7 +70,7 @@ def predictor(bundle_dir: Path) -> Iterator[Predictor]:
     p.close()
 
 
-def client(svc: Service, token: str | None = TOKEN) -> httpx.Client:
+def client(svc: Service, token: str | None = TOKEN) -> Any:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     return httpx.Client(base_url=svc.url, headers=headers, timeout=30)
 
@@ -155,8 +155,8 @@ def test_fixed_batch_2_model_gets_padded_batches(tmp_path: Path, predictor: Pred
 
 def test_tensorrt_profile_caps_the_batch() -> None:
     plan = SimpleNamespace(inputs=[SimpleNamespace(alloc_shape=(4, 3, 32, 32))])
-    assert profile_max_batch(SimpleNamespace(backend=SimpleNamespace(plan=plan))) == 4  # type: ignore[arg-type]
-    assert profile_max_batch(SimpleNamespace(backend=object())) is None  # type: ignore[arg-type]
+    assert profile_max_batch(SimpleNamespace(backend=SimpleNamespace(plan=plan))) == 4
+    assert profile_max_batch(SimpleNamespace(backend=object())) is None
 
 
 def test_token_is_required_and_compared(service: Service) -> None:
