@@ -209,6 +209,9 @@ def build_app(state: ServeState) -> Starlette:
             state.count(status, latency)
 
     async def health(request: Request) -> Response:
+        if not state.batcher.alive:
+            state.count(503)
+            return _error(503, "the inference thread has stopped")
         state.count(200)
         return JSONResponse({"status": "ok"})
 

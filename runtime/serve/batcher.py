@@ -108,6 +108,11 @@ class Batcher:
         return future
 
     @property
+    def alive(self) -> bool:
+        """Whether the inference thread runs (``/health`` answers 503 once it has stopped)."""
+        return self._thread.is_alive()
+
+    @property
     def queued(self) -> int:
         return self._queue.qsize()
 

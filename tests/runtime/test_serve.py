@@ -133,6 +133,9 @@ def test_batch1_model_runs_requests_one_by_one(tmp_path: Path, predictor: Predic
             assert r.status_code == 200 and r.json()["boxes"] == expected(predictor, body)["boxes"]
         assert metric(text, "batch_size_total", '{size="1"}') == 3
         assert metric(text, "max_batch") == 1
+        svc.batcher.close()  # the inference thread gone: liveness probes must see it
+        with client(svc, token=None) as c:
+            assert c.get("/health").status_code == 503
     finally:
         svc.stop()
         thread.join(15)
