@@ -102,6 +102,8 @@ class Batcher:
 
     def submit(self, tensor: np.ndarray, letterbox: Letterbox) -> asyncio.Future[Any]:
         """Queue one ``[1, 3, H, W]`` tensor; the future resolves to its ``Detections`` (call from the loop)."""
+        if not self._thread.is_alive():
+            raise RuntimeError("the inference thread has stopped")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put(_Job(tensor, letterbox, loop, future))
