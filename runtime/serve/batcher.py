@@ -11,6 +11,10 @@ Requests whose client has gone (future cancelled) are skipped.
 Why a thread and a ``queue.Queue`` rather than an asyncio task: inference releases the GIL in ONNX Runtime and
 TensorRT, so the event loop keeps accepting and decoding requests while a batch runs, and the backend is never
 touched by two threads.
+
+Measured (``scripts/bench-serve``, 2 shared cores, ONNX Runtime, the quickstart detector exported with a dynamic
+batch, 640x480 JPEGs): 8 concurrent clients got 1.57x the requests/s of 1 client (median of 3 alternating rounds;
+mean batch 1.94 over both phases), against 1.38x for the batch-1 export in a later, busier run of the same script.
 """
 
 from __future__ import annotations
