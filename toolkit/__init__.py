@@ -14,10 +14,9 @@ import sys
 # what `edgevision run/bench/doctor/devices/engine` import from here (the CLI registers every command; the
 # toolkit ones import their work lazily), plus the pytest plugin, which pytest loads in every session of an
 # environment with edgevision installed: all of it is Python 3.8-compatible
-RUNTIME_SIDE = frozenset({"__main__", "cli", "cli_dataset", "cli_engine", "cli_handoff", "cli_regress", "cli_report",
-                          "cli_runtime",
-                          "devices", "engine_build", "engine_plan", "handoff", "handoff_deepstream", "handoff_triton",
-                          "pytest_plugin"})
+RUNTIME_SIDE = frozenset({"__main__", "cli", "cli_dataset", "cli_engine", "cli_handoff", "cli_regress",
+                          "cli_report", "cli_runtime", "cli_serve", "devices", "engine_build", "engine_plan",
+                          "handoff", "handoff_deepstream", "handoff_triton", "pytest_plugin"})
 
 if sys.version_info < (3, 10):
     import importlib.abc

@@ -23,6 +23,7 @@ from .cli_handoff import handoff_commands
 from .cli_regress import regress
 from .cli_report import report
 from .cli_runtime import _load, _onnx_options, runtime_commands
+from .cli_serve import serve
 
 _PATH = click.Path(path_type=Path)
 
@@ -161,6 +162,7 @@ cli.add_command(report)
 cli.add_command(dataset)
 for _cmd in handoff_commands():
     cli.add_command(_cmd)
+cli.add_command(serve)
 
 
 def _emit(obj: dict[str, Any], as_json: bool) -> None:
