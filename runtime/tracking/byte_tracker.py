@@ -100,7 +100,7 @@ def _solver() -> Callable[..., Any]:
         from scipy.optimize import linear_sum_assignment
     except ImportError:
         raise UserError("tracking needs scipy: pip install 'edgevision[runtime]' (or pip install scipy)") from None
-    return linear_sum_assignment  # type: ignore[no-any-return]
+    return linear_sum_assignment
 
 
 def linear_assignment(cost: np.ndarray, max_cost: float) -> tuple[np.ndarray, np.ndarray]:

@@ -201,3 +201,15 @@ def test_run_track_writes_track_ids_end_to_end(bundle: Path, tmp_path: Path) -> 
     assert all("track_ids" not in json.loads(ln) for ln in plain.read_text().splitlines())
     bad = subprocess.run([*base, "--track", "--track-buffer", "-1"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--track-buffer" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_scipy_is_imported_only_when_a_tracker_is_made() -> None:
+    pytest.importorskip("scipy", reason="the tracker's assignment solver (runtime extra)")
+    code = ("import sys\n"
+            "import edgevision.runtime, edgevision.runtime.pipeline, edgevision.runtime.tracking\n"
+            "import edgevision.runtime.sources, edgevision.runtime.sinks, edgevision.toolkit.cli_runtime\n"
+            "assert 'scipy' not in sys.modules, 'imported scipy before tracking was asked for'\n"
+            "edgevision.runtime.tracking.ByteTracker()\n"
+            "assert 'scipy' in sys.modules and 'torch' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
