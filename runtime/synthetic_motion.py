@@ -16,8 +16,10 @@ Track ids are 1..``objects``, fixed for the whole video.
 
 Frames are simulated in order and every state is kept (a few floats per object per frame), so ``frame(i)`` can
 be asked in any order and gives the same answer for the same seed; the last rendered frames are cached.
-Sizes are 7-16% of the shorter image side (log-uniform): at 640x480 that is 34-77 px, 14-31 px in the
-quickstart detector's 256-px input, the sizes its training data has most of.
+Sizes are 9-18% of the shorter image side (log-uniform): at 512x512 that is 46-92 px, 23-46 px in the
+quickstart detector's 256-px input. Measured with that detector (150 frames, 20 objects, score >= 0.1, IoU >= 0.5):
+it finds 79% of the shapes under 50 px, 91% of those over 80 px; at 7-16% of a 640x480 frame (14-31 px at the
+detector) only 36% of those under 40 px.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .synthetic import _MIN_VISIBLE, CLASS_NAMES, _pick_colour, background, make
 __all__ = ["MIN_VISIBLE", "MotionScene"]
 
 MIN_VISIBLE = _MIN_VISIBLE
-_SIZE = (0.07, 0.16)  # of the shorter side
+_SIZE = (0.09, 0.18)  # of the shorter side
 _SPEED = (1.0, 4.0)  # px per frame at the start
 _SPEED_LIMITS = (0.5, 5.0)
 _ACCEL_STD = 0.05

@@ -149,7 +149,8 @@ def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, 
                    "for a fresher one: ~10-15% more FPS under overload, ~20% more latency.")
 @click.option("--track", is_flag=True,
               help="Follow objects across frames (ByteTrack-style, one tracker per stream): results carry track "
-                   "ids and show only tracked objects; boxes under --conf may continue a track. Needs scipy.")
+                   "ids and show only tracked objects. --conf is then the score that starts a track (default 0.5); "
+                   "boxes down to 0.1 may continue one. Needs scipy.")
 @click.option("--track-buffer", type=click.IntRange(0), default=30, show_default=True,
               help="With --track: frames an unseen object keeps its id.")
 def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float | None, iou: float | None,
@@ -179,7 +180,7 @@ def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float |
         if track:  # the detector keeps low-score boxes for the tracker's second stage (tracking.setup)
             from edgevision.runtime.tracking.setup import tracker_setup
 
-            conf, factory = tracker_setup(bundle, conf, track_buffer)
+            conf, factory = tracker_setup(conf, track_buffer)
         sinks = _make_sinks(sink_specs, bundle)
         try:
             source = open_source(source_uri, width=width, height=height, fps=fps, loop=loop, timeout_s=timeout_s)
