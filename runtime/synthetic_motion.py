@@ -19,7 +19,7 @@ be asked in any order and gives the same answer for the same seed; the last rend
 Sizes are 9-18% of the shorter image side (log-uniform): at 512x512 that is 46-92 px, 23-46 px in the
 quickstart detector's 256-px input. Measured with that detector (150 frames, 20 objects, score >= 0.1, IoU >= 0.5):
 it finds 79% of the shapes under 50 px, 91% of those over 80 px; at 7-16% of a 640x480 frame (14-31 px at the
-detector) only 36% of those under 40 px.
+detector, score >= 0.25) only 36% of those under 40 px.
 """
 
 from __future__ import annotations

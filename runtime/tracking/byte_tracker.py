@@ -121,6 +121,8 @@ class ByteTracker:
         _solver()  # fail now, with the install line, rather than on the first frame
         self.frame_count = 0
         self._next_id = 1
+        self._last_index: int | None = None
+        self._first_frame = True
         self.mean = np.zeros((0, 8))
         self.cov = np.zeros((0, 3, 4))  # kalman: per-coordinate 2x2 blocks
         self.state = np.zeros(0, np.int8)
@@ -144,12 +146,21 @@ class ByteTracker:
 
     def update(self, det: Detections, frame: Any = None) -> Detections:
         """Track one frame's detections; returns those on a confirmed track, with ``track_ids`` (``frame``:
-        the image, unused by this motion-only tracker; accepted so appearance trackers share the call)."""
+        the image, unused by this motion-only tracker; accepted so appearance trackers share the call).
+
+        Time runs by ``det.frame_index``: when frames were skipped (a live source's newest-frame policy drops
+        them under load), the tracks are predicted over the gap (at most ``track_buffer + 1`` steps) and the gap
+        counts towards ``track_buffer``; indices that do not increase count as one frame."""
         cfg = self.config
-        self.frame_count += 1
+        self._first_frame = self._last_index is None
+        gap = 1 if self._last_index is None else det.frame_index - self._last_index
+        steps = min(max(gap, 1), cfg.track_buffer + 1)
+        self._last_index = det.frame_index
+        self.frame_count += steps
         if self.state.size:
             self.mean[self.state != TRACKED, 7] = 0.0  # ByteTrack: a lost track's height stops changing
-            self.mean, self.cov = kalman.predict(self.mean, self.cov)
+            for _ in range(steps):
+                self.mean, self.cov = kalman.predict(self.mean, self.cov)
         boxes = kalman.xyah_to_xyxy(self.mean) if self.state.size else np.zeros((0, 4))
         xyxy, scores, cls = det.xyxy, det.scores, det.class_ids
         high = np.flatnonzero(scores >= cfg.high_thresh)
@@ -202,7 +213,7 @@ class ByteTracker:
         if dets.size == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         mean, cov = kalman.initiate(kalman.xyxy_to_xyah(xyxy[dets]))
-        first = self.frame_count == 1
+        first = self._first_frame
         ids = np.arange(self._next_id, self._next_id + dets.size) if first else np.zeros(dets.size, np.int64)
         if first:
             self._next_id += int(dets.size)

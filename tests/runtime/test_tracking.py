@@ -57,6 +57,19 @@ def test_past_the_buffer_the_object_is_new() -> None:
     assert ids[:5] == [[1]] * 5 and ids[10] == [] and ids[11:] == [[2]] * 9
 
 
+def test_skipped_frames_are_predicted_over() -> None:
+    """A live source drops frames under load: the track is predicted over the gap by the frames' indices."""
+    tracker = ByteTracker()
+    for t in [0, 1, 2, 3, 4, 12, 13]:  # 4 px per frame; frames 5-11 never reached the tracker
+        det = dets([(40 + 4 * t, 50, 0.9, 0)])
+        det.frame_index = t
+        assert tracker.update(det).track_ids.tolist() == [1]
+    # judged as consecutive frames, frame 12's box (32 px further on than one step predicts) starts a new track
+    plain = ByteTracker()
+    ids = ids_over(plain, [[(40 + 4 * t, 50, 0.9, 0)] for t in [0, 1, 2, 3, 4, 12, 13]])
+    assert ids[5:] == [[], [2]]
+
+
 def test_a_new_object_gets_a_new_id_once_confirmed() -> None:
     a = [(30 + t, 30, 0.9, 0) for t in range(10)]
     b = [(150 - t, 100, 0.8, 1) for t in range(10)]
