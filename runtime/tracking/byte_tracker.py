@@ -87,7 +87,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, np.float64).reshape(-1, 4)
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
+    wh = np.maximum(rb - lt, 0.0)
     inter = wh[..., 0] * wh[..., 1]
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
@@ -134,11 +134,11 @@ class ByteTracker:
         """Tracks alive (tentative, confirmed and lost)."""
         return int(self.state.size)
 
-    def _match(self, tracks: np.ndarray, dets: np.ndarray, boxes: np.ndarray, det_xyxy: np.ndarray,
-               det_cls: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray]:
+    def _match(self, tracks: np.ndarray, dets: np.ndarray, iou: np.ndarray, det_cls: np.ndarray, min_iou: float
+               ) -> tuple[np.ndarray, np.ndarray]:
         if tracks.size == 0 or dets.size == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        cost = 1.0 - box_iou(boxes[tracks], det_xyxy[dets])
+        cost = 1.0 - iou[np.ix_(tracks, dets)]
         if self.config.per_class:
             cost[self.cls[tracks][:, None] != det_cls[dets][None, :]] = _REFUSED
         r, c = linear_assignment(cost, 1.0 - min_iou)
@@ -161,23 +161,25 @@ class ByteTracker:
             self.mean[self.state != TRACKED, 7] = 0.0  # ByteTrack: a lost track's height stops changing
             for _ in range(steps):
                 self.mean, self.cov = kalman.predict(self.mean, self.cov)
-        boxes = kalman.xyah_to_xyxy(self.mean) if self.state.size else np.zeros((0, 4))
         xyxy, scores, cls = det.xyxy, det.scores, det.class_ids
+        # every predicted track box against every detection, once; each stage matches a block of it
+        iou = box_iou(kalman.xyah_to_xyxy(self.mean), xyxy) if self.state.size and len(det) else np.zeros(
+            (self.state.size, len(det)))
         high = np.flatnonzero(scores >= cfg.high_thresh)
         low = np.flatnonzero((scores >= cfg.low_thresh) & (scores < cfg.high_thresh))
         # stage 1: high-score detections vs confirmed + lost tracks
         state = self.state
-        t1, d1 = self._match(np.flatnonzero(state != TENTATIVE), high, boxes, xyxy, cls, cfg.match_iou)
+        t1, d1 = self._match(np.flatnonzero(state != TENTATIVE), high, iou, cls, cfg.match_iou)
         # stage 2: low-score detections vs the confirmed (not lost) tracks left
         free_t = state == TRACKED
         free_t[t1] = False
-        t2, d2 = self._match(np.flatnonzero(free_t), low, boxes, xyxy, cls, cfg.low_match_iou)
+        t2, d2 = self._match(np.flatnonzero(free_t), low, iou, cls, cfg.low_match_iou)
         # stage 3: tentative tracks vs the high-score detections left
         free_d = np.zeros(len(det), bool)
         free_d[high] = True
         free_d[d1] = False
         tentative = state == TENTATIVE
-        t3, d3 = self._match(np.flatnonzero(tentative), np.flatnonzero(free_d), boxes, xyxy, cls,
+        t3, d3 = self._match(np.flatnonzero(tentative), np.flatnonzero(free_d), iou, cls,
                              cfg.unconfirmed_match_iou)
         free_d[d3] = False
         tm, dm = np.concatenate([t1, t2, t3]), np.concatenate([d1, d2, d3])
