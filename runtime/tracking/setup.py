@@ -6,8 +6,8 @@ lowered to ``low_thresh``, and the score that starts and confirms tracks is the 
 ByteTrack's 0.5 by default, or ``--conf`` when given, with new tracks needing 0.1 more (ByteTrack's rule).
 
 The bundle's own threshold (0.25 for the quickstart detector) is not used for ``high_thresh``: low-score duplicate
-boxes beside real objects then take over tracks. Measured on ``scripts/bench-tracking``'s 10-object video
-(150 frames, quickstart detector; high / new-track thresholds -> MOTA, IDF1, id switches): 0.25 / 0.25 -> 0.80,
+boxes beside real objects then take over tracks. Measured on the first 150 frames of ``scripts/bench-tracking``'s
+10-object video (quickstart detector; high / new-track thresholds -> MOTA, IDF1, id switches): 0.25 / 0.25 -> 0.80,
 0.78, 52; 0.4 / 0.5 -> 0.91, 0.92, 6; 0.5 / 0.6 -> 0.90, 0.87, 2.
 """
 
