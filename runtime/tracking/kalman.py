@@ -12,7 +12,7 @@ measurement reads the positions, and the initial and noise covariances are diago
 exactly, four independent 2x2 blocks ``[[pp, pv], [pv, vv]]``, one per coordinate, and is stored as such:
 ``cov`` is ``[T, 3, 4]`` (rows ``pp``, ``pv``, ``vv``; columns cx, cy, a, h). Predict and update are then a few
 element-wise numpy operations over all tracks at once, with the same numbers as ByteTrack's 8x8 matrix form
-(``tests/runtime/test_tracking_kalman.py`` checks both against a hand computation).
+(``tests/runtime/test_tracking_kalman.py`` checks it against a hand computation and against the 8x8 form).
 
 Why hand-written: the filter is a dozen lines, and a tracker that updates 20 tracks per frame within the
 0.5 ms budget must update them as one batch. filterpy (the Kalman library on the registry) filters one object
