@@ -35,10 +35,10 @@ def color_for(class_id: int) -> tuple[int, int, int]:
     return PALETTE[int(class_id) % len(PALETTE)]
 
 
-def _label(class_id: int, score: float, class_names: Sequence[str] | None) -> str:
+def _label(class_id: int, score: float, class_names: Sequence[str] | None, track_id: int | None = None) -> str:
     known = class_names is not None and 0 <= class_id < len(class_names)
     name = class_names[class_id] if known and class_names is not None else str(class_id)
-    return f"{name} {score:.2f}"
+    return f"{name} {score:.2f}" if track_id is None else f"#{track_id} {name} {score:.2f}"
 
 
 def draw_detections(
@@ -53,7 +53,8 @@ def draw_detections(
 ) -> np.ndarray:
     """Draw ``detections`` (in ``image`` pixels) on a BGR uint8 image and return it.
 
-    ``copy=False`` draws in place (the caller owns the buffer). Keypoints are drawn when
+    ``copy=False`` draws in place (the caller owns the buffer). A tracked detection's label starts with its track
+    id (``#12 circle 0.91``). Keypoints are drawn when
     ``detections.keypoints`` is set: a dot for each keypoint whose confidence is at least ``kpt_threshold``
     and, for each ``(a, b)`` pair of ``skeleton`` (0-based keypoint indices), a line when both ends are.
     """
@@ -71,7 +72,8 @@ def draw_detections(
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
         if not labels:
             continue
-        text = _label(cid, float(detections.scores[i]), class_names)
+        tid = None if detections.track_ids is None else int(detections.track_ids[i])
+        text = _label(cid, float(detections.scores[i]), class_names, tid)
         (tw, th), base = cv2.getTextSize(text, font, font_scale, max(1, thick // 2))
         top = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1  # inside the box at the top edge
         cv2.rectangle(out, (x1, top), (x1 + tw + 2, top + th + base + 2), color, -1)

@@ -83,13 +83,16 @@ class Pipeline:
     own thread pool (process-wide: the stages already run in parallel, so per-call threads only contend
     with inference); None leaves it alone. ``fresh_frames`` (newest policy): trade a stale waiting frame for
     the next one when that lowers latency (module docstring); False favours frames per second.
+    ``tracker_factory``: makes one tracker per stream (e.g. ``tracking.ByteTracker``); each frame's detections
+    pass through its ``update(detections, frame)`` in frame order, and what it returns goes to the sinks.
     """
 
     def __init__(self, model: Predictor | Sequence[Predictor] | Bundle | str | Path, source: Source | str,
                  sinks: Sequence[Sink] = (), *, queue_size: int = 4, drop_policy: DropPolicy = "auto",
                  max_frames: int | None = None, conf: float | None = None, iou: float | None = None,
                  max_det: int | None = None, backend: str = "auto", threads: int = 0, replicas: int | None = None,
-                 status: bool = False, opencv_threads: int | None = 1, fresh_frames: bool = True) -> None:
+                 status: bool = False, opencv_threads: int | None = 1, fresh_frames: bool = True,
+                 tracker_factory: Callable[[], Any] | None = None) -> None:
         if drop_policy not in ("auto", "newest", "lossless"):
             raise UserError(f"drop_policy must be auto, newest or lossless, got {drop_policy!r}")
         given = [model] if isinstance(model, Predictor) else list(model) if isinstance(model, (list, tuple)) else []
@@ -130,6 +133,8 @@ class Pipeline:
         self._started = False
         self._status = StatusPrinter(self.metrics) if status else None
         self._opencv_threads = opencv_threads
+        self._tracker_factory = tracker_factory
+        self._trackers: dict[int, Any] = {}  # one per stream id, made on its first frame (postprocess thread only)
         self._fresh = FreshFrames(self.metrics.add_dropped) if fresh_frames and self.newest else None
         if self._choice is None:
             device_pre = all(p.device_preprocess for p in given)
@@ -253,12 +258,23 @@ class Pipeline:
                 t = time.monotonic()
                 det.meta.update({"t_capture": frame.timestamp, "t_result": t, "source": frame.source,
                                  "latency_ms": (t - frame.timestamp) * 1000, "image_size": [frame.height, frame.width]})
+                det = self._track(frame, det)
                 self.metrics.add("postprocess", time.perf_counter() - t0)
                 self.metrics.add_result(t - frame.timestamp, t)
                 if not out.put((frame, det)):
                     return
             if item is END:
                 return
+
+    def _track(self, frame: Frame, det: Detections) -> Detections:
+        """``det`` through its stream's tracker (made by the factory on the stream's first frame); unchanged
+        without a ``tracker_factory``."""
+        if self._tracker_factory is None:
+            return det
+        tracker = self._trackers.get(det.stream_id)
+        if tracker is None:
+            tracker = self._trackers[det.stream_id] = self._tracker_factory()
+        return cast(Detections, tracker.update(det, frame))
 
     def _sink(self) -> None:
         inp, side = self._chans[3], self.bundle.sidecar

@@ -2,8 +2,9 @@
 
 Shapes follow supervision's habit: ``xyxy`` is ``[N, 4]`` float32 in source-image pixels, ``scores``
 ``[N]`` float32, ``class_ids`` ``[N]`` int64, optional ``keypoints`` ``[N, K, 3]`` float32 (x, y,
-confidence). A wrong shape raises ``InternalError`` naming the expected and actual shape: these are built
-by edgevision's own postprocessing, so a mismatch is a bug, not user input.
+confidence), optional ``track_ids`` ``[N]`` int64 (set by a tracker, ``edgevision.runtime.tracking``). A wrong
+shape raises ``InternalError`` naming the expected and actual shape: these are built by edgevision's own
+postprocessing, so a mismatch is a bug, not user input.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Detections:
     stream_id: int = 0
     frame_index: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    track_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4) if np.size(self.xyxy) == 0 \
@@ -47,6 +49,9 @@ class Detections:
         if self.keypoints is not None:
             self.keypoints = np.asarray(self.keypoints, dtype=np.float32)
             _check("keypoints", self.keypoints, (n, None, 3))
+        if self.track_ids is not None:
+            self.track_ids = np.asarray(self.track_ids, dtype=np.int64)
+            _check("track_ids", self.track_ids, (n,))
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
@@ -57,7 +62,8 @@ class Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), kpts)
 
     def to_dict(self, class_names: list[str] | None = None) -> dict[str, Any]:
-        """JSON-ready form (lists of floats), as the JSON-lines sink and the HTTP endpoint emit it."""
+        """JSON-ready form (lists of floats), as the JSON-lines sink and the HTTP endpoint emit it; ``track_ids``
+        only when a tracker set them."""
         out: dict[str, Any] = {
             "boxes": np.round(self.xyxy.astype(np.float64), 2).tolist(),
             "scores": np.round(self.scores.astype(np.float64), 4).tolist(),
@@ -67,4 +73,6 @@ class Detections:
             out["classes"] = [class_names[i] for i in self.class_ids.tolist()]
         if self.keypoints is not None:
             out["keypoints"] = np.round(self.keypoints.astype(np.float64), 2).tolist()
+        if self.track_ids is not None:
+            out["track_ids"] = self.track_ids.tolist()
         return out

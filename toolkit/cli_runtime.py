@@ -154,10 +154,17 @@ def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, 
 @click.option("--no-fresh-frames", is_flag=True,
               help="Live sources: take the waiting frame at once instead of waiting (under half a frame period) "
                    "for a fresher one: ~10-15% more FPS under overload, ~20% more latency.")
+@click.option("--track", is_flag=True,
+              help="Follow objects across frames (ByteTrack-style, one tracker per stream): results carry track "
+                   "ids and show only tracked objects. --conf is then the score that starts a track (default 0.5); "
+                   "boxes down to 0.1 may continue one. Needs scipy.")
+@click.option("--track-buffer", type=click.IntRange(0), default=30, show_default=True,
+              help="With --track: frames an unseen object keeps its id.")
 def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float | None, iou: float | None,
         max_det: int | None, backend: str, threads: int, max_frames: int | None, width: int | None,
         height: int | None, fps: float | None, loop: bool, drop_policy: str, timeout_s: float,
-        imgsz: str | None, names: str | None, task: str | None, no_status: bool, no_fresh_frames: bool) -> None:
+        imgsz: str | None, names: str | None, task: str | None, no_status: bool, no_fresh_frames: bool,
+        track: bool, track_buffer: int) -> None:
     """Run MODEL (bundle or .onnx) on a stream and send the results to sinks. Runtime-only.
 
     Prints a live status line (FPS, latency, drops) and a summary at exit; Ctrl-C (exit 130) and SIGTERM
@@ -176,12 +183,18 @@ def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float |
         # the model (sidecar + graph checks) first; sinks only check their targets (files appear with the first
         # result); the pipeline opens the model's sessions before it reads a frame or starts a sink
         bundle = _load(model, imgsz, names, task)
+        factory = None
+        if track:  # the detector keeps low-score boxes for the tracker's second stage (tracking.setup)
+            from edgevision.runtime.tracking.setup import tracker_setup
+
+            conf, factory = tracker_setup(conf, track_buffer)
         sinks = _make_sinks(sink_specs, bundle)
         try:
             source = open_source(source_uri, width=width, height=height, fps=fps, loop=loop, timeout_s=timeout_s)
             pipe = Pipeline(bundle, source, sinks, drop_policy=drop_policy,  # type: ignore[arg-type]
                             max_frames=max_frames, conf=conf, iou=iou, max_det=max_det, backend=backend,
-                            threads=threads, status=not no_status, fresh_frames=not no_fresh_frames)
+                            threads=threads, status=not no_status, fresh_frames=not no_fresh_frames,
+                            tracker_factory=factory)
         except BaseException:
             _close_all(sinks)
             raise

@@ -210,7 +210,7 @@ class LiveViewer:
             f = self.max_width / w
             image = cv2.resize(image, (self.max_width, max(1, round(h * f))), interpolation=cv2.INTER_AREA)
             kpts = None if det.keypoints is None else det.keypoints * np.array([f, f, 1.0], np.float32)
-            det = Detections(det.xyxy * f, det.scores, det.class_ids, kpts)
+            det = Detections(det.xyxy * f, det.scores, det.class_ids, kpts, track_ids=det.track_ids)
             out = draw_detections(image, det, self.class_names, self.skeleton, copy=False)
         else:
             out = draw_detections(image, det, self.class_names, self.skeleton)

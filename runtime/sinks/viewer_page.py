@@ -90,7 +90,9 @@ async function poll() {
     for (const [name, v] of stages) st.appendChild(row([name, f1(v.p50), f1(v.p99)]));
     $("stagebox").style.display = stages.length ? "" : "none";
     const dt = $("dets"); dt.replaceChildren();
-    if (res) res.scores.slice(0, 20).forEach((sc, i) => dt.appendChild(row([res.classes[i], sc.toFixed(2)])));
+    const ids = res && res.track_ids;  // set by `run --track`: "#12" before the class
+    if (res) res.scores.slice(0, 20).forEach((sc, i) => dt.appendChild(
+      row(ids ? ["#" + ids[i], res.classes[i], sc.toFixed(2)] : [res.classes[i], sc.toFixed(2)])));
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
     $("status").textContent = "offline"; $("status").className = "bad";
