@@ -14,7 +14,7 @@ import sys
 # toolkit ones import their work lazily), plus the pytest plugin, which pytest loads in every session of an
 # environment with edgevision installed: all of it is Python 3.8-compatible
 RUNTIME_SIDE = frozenset({"__main__", "cli", "cli_dataset", "cli_engine", "cli_regress", "cli_runtime", "devices",
-                          "engine_build", "engine_plan", "pytest_plugin"})
+                          "engine_build", "engine_plan", "entry", "pytest_plugin"})
 
 if sys.version_info < (3, 10):
     import importlib.abc
