@@ -48,3 +48,22 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(INTERRUPTED_EXIT)
+    except Exception as exc:
+        if not _caused_by_interrupt(exc):
+            raise
+        sys.stderr.write("interrupted\n")
+        sys.exit(INTERRUPTED_EXIT)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """A Ctrl-C that reached us as another exception: Python < 3.12 turns an exception raised in
+    ``__set_name__`` into ``RuntimeError(...) from exc``, so a Ctrl-C while a command imports pydantic lazily
+    (class creation) was a RuntimeError traceback (1 of 100 runs of scripts/chaos-interrupt)."""
+    seen = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__
+    return False

@@ -71,3 +71,30 @@ def test_ctrl_c_during_startup_is_one_line(tmp_path: Path) -> None:
     clean = sum(rc == 130 and "Traceback" not in err for _, rc, err in outcomes)
     # the guard was exercised, not only the moments before it (~5 ms of the 300)
     assert clean >= len(outcomes) // 2, [(d, rc, err.strip()[-300:]) for d, rc, err in outcomes]
+
+
+def test_ctrl_c_turned_into_another_error_is_still_an_interrupt(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Python < 3.12 wraps an exception raised in ``__set_name__`` in a RuntimeError: a Ctrl-C while a
+    command imports pydantic lazily (its model classes) reached the user as a RuntimeError traceback."""
+    import edgevision.toolkit.cli as cli
+    from edgevision.toolkit import entry
+
+    def interrupted_class_creation(argv: list[str] | None = None) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance 'validators'") from exc
+
+    monkeypatch.setattr(cli, "main", interrupted_class_creation)
+    with pytest.raises(SystemExit) as done:
+        entry.main(["run"])
+    assert done.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+    def real_error(argv: list[str] | None = None) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "main", real_error)
+    with pytest.raises(RuntimeError, match="a bug"):  # not every error is an interrupt
+        entry.main(["run"])
