@@ -3,8 +3,9 @@
 What a user relies on: pressing Ctrl-C right after typing a command never shows a Python traceback. The
 command is started the way the installed console script starts it (the ``[project.scripts]`` entry in
 pyproject.toml, called as pip's generated wrapper calls it), and SIGINT is sent 0-300 ms after the wrapper's
-code starts: the child writes one byte first, because the interpreter's own start-up (``site``, ``.pth``
-files) takes 20-300 ms here depending on load and no program's code can guard it.
+code starts (later too, until the guard was reached 3 times): the child writes one byte first, because the
+interpreter's own start-up (``site``, ``.pth`` files) takes 20-300 ms here depending on load and no
+program's code can guard it.
 
 The few milliseconds in which the wrapper imports the entry module, before its guard is in place, are
 tolerated: a traceback there has frames only in the wrapper, the import system, the standard library and the
@@ -51,7 +52,10 @@ def test_ctrl_c_during_startup_is_one_line(tmp_path: Path) -> None:
     argv = [sys.executable, "-c", started + console_script_code(), "run", str(bundle),
             "--source", "synthetic://?fps=30&width=64&height=48", "--no-status"]
     outcomes = []
-    for delay_ms in range(0, 301, 25):
+    # 0-300 ms, then (a loaded machine, a slow Python) later moments until the guard was seen 3 times
+    for delay_ms in [*range(0, 301, 25), 400, 550, 700, 900, 1200, 1600]:
+        if delay_ms > 300 and sum(rc == 130 and "Traceback" not in err for _, rc, err in outcomes) >= 3:
+            break
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stdout.read(1) == "."
         time.sleep(delay_ms / 1000)
@@ -69,8 +73,8 @@ def test_ctrl_c_during_startup_is_one_line(tmp_path: Path) -> None:
         assert rc == 130, f"SIGINT at {delay_ms} ms: rc {rc}\n{err}"
         assert err.strip().splitlines()[-1] == "interrupted", f"SIGINT at {delay_ms} ms:\n{err}"
     clean = sum(rc == 130 and "Traceback" not in err for _, rc, err in outcomes)
-    # the guard was exercised, not only the moments before it (~5 ms of the 300)
-    assert clean >= len(outcomes) // 2, [(d, rc, err.strip()[-300:]) for d, rc, err in outcomes]
+    # the guard was exercised, not only the moments before it (~5 ms here, tens of ms on a loaded 3.8)
+    assert clean >= 3, [(d, rc, err.strip()[-300:]) for d, rc, err in outcomes]
 
 
 def test_ctrl_c_turned_into_another_error_is_still_an_interrupt(monkeypatch: pytest.MonkeyPatch,
