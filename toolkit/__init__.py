@@ -16,17 +16,15 @@ import sys
 # environment with edgevision installed: all of it is Python 3.8-compatible
 RUNTIME_SIDE = frozenset({"__main__", "cli", "cli_dataset", "cli_engine", "cli_handoff", "cli_regress",
                           "cli_report", "cli_runtime", "cli_serve", "devices", "engine_build", "engine_plan",
-                          "handoff", "handoff_deepstream", "handoff_triton", "pytest_plugin"})
+                          "entry", "handoff", "handoff_deepstream", "handoff_triton", "pytest_plugin"})
 
 if sys.version_info < (3, 10):
-    import importlib.abc
-
     from edgevision.runtime.errors import UserError
 
     class ToolkitUnavailable(UserError, ImportError):
         """A toolkit module imported on Python < 3.10."""
 
-    class _RuntimeOnly(importlib.abc.MetaPathFinder):
+    class _RuntimeOnly:  # a meta path finder needs only find_spec; importlib.abc costs ~10 ms of start-up on 3.8
         def find_spec(self, fullname: str, path: object, target: object = None) -> None:
             parts = fullname.split(".")
             if parts[:2] == ["edgevision", "toolkit"] and len(parts) > 2 and parts[2] not in RUNTIME_SIDE:

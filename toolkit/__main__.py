@@ -1,5 +1,5 @@
 """`python -m edgevision.toolkit` is the `edgevision` command."""
 
-from .cli import main
+from .entry import main
 
 main()

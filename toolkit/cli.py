@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     _quiet_native_logs()
     try:
         cli.main(args=argv, prog_name="edgevision", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as exc:  # click's answer to Ctrl-C in a command (and to EOF at a prompt)
+        click.echo("interrupted" if isinstance(exc.__cause__, KeyboardInterrupt) else "aborted", err=True)
         sys.exit(130)
     except click.UsageError as exc:  # one line like every other user error, with where to look
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(sys.version_info >= (3, 10),
 
 
 def _edgevision(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from edgevision.toolkit.cli import main; main(sys.argv[1:])"
+    code = "import sys; from edgevision.toolkit.entry import main; main(sys.argv[1:])"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
 
 
