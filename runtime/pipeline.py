@@ -353,7 +353,8 @@ class Pipeline:
         if self._opencv_threads is not None:
             _cv2().setNumThreads(int(self._opencv_threads))
         if collect:
-            self._out = Channel(self._chans[0].capacity, self.newest, self.metrics.add_dropped)
+            # room for a whole batch: a newest-policy channel of one would keep only each batch's last stream
+            self._out = Channel(max(self._chans[0].capacity, len(self.sources)), self.newest, self.metrics.add_dropped)
         c = self._chans
         # the model first: a model that cannot be opened fails here, before a frame is read or a sink started
         for r in range(self._replicas):  # the last replica to finish closes c[2]

@@ -9,12 +9,13 @@ Each source has a reader thread (started by the pipeline as a stage thread) and 
 
 ``next_batch`` takes at most one frame from each stream that has one, visiting streams round-robin from just
 after the last stream taken, so with more streams than the model's batch every stream is served in turn and
-none starves. When some streams have no frame yet, it waits for them until the oldest waiting frame is
-``timeout_s`` old (the batching timeout: a slow or dead camera delays the others by at most that much), then
-sends what is there. A stream that ends (a file at its end) or fails (its source raised, it could not be
-reopened) drops out of the batches; its failure is logged once and kept in ``errors``; the mux ends when every
-stream has ended. Hand-written: the round-robin take, the per-stream drop policy and the age-based timeout
-are this runtime's scheduling rules; a ``queue.Queue`` per stream has no "wait for any of N".
+none starves. When some streams have no frame yet, it waits for them until the first stream ready has been
+ready for ``timeout_s`` (the batching timeout: a slow or dead camera delays the others by at most that much;
+a live stream's newer frame replacing its waiting one does not restart the clock), then sends what is there.
+A stream that ends (a file at its end) or fails (its source raised, it could not be reopened) drops out of
+the batches; its failure is logged once and kept in ``errors``; the mux ends when every stream has ended.
+Hand-written: the round-robin take, the per-stream drop policy and the batching timeout are this runtime's
+scheduling rules; a ``queue.Queue`` per stream has no "wait for any of N".
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class _Stream:
         self.capacity = 1 if newest else max(1, capacity)
         self.items: deque[Frame] = deque()
         self.ended = False
+        self.since = 0.0  # when this stream's waiting frame(s) became ready (kept while newer frames replace it)
 
 
 class StreamMux:
@@ -116,6 +118,8 @@ class StreamMux:
 
     def _put(self, st: _Stream, frame: Frame) -> bool:
         with self._cond:
+            if not st.items:
+                st.since = time.monotonic()
             if st.newest:
                 dropped = 0
                 while len(st.items) >= st.capacity:
@@ -149,8 +153,7 @@ class StreamMux:
                 waiting_for = [st for st in self._streams if not st.items and not st.ended]
                 if len(ready) >= max_batch or not waiting_for:
                     break
-                oldest = min(st.items[0].timestamp for st in ready)
-                left = oldest + self.timeout_s - time.monotonic()
+                left = min(st.since for st in ready) + self.timeout_s - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
@@ -160,6 +163,8 @@ class StreamMux:
                 st = self._streams[(start + k) % n]
                 if st.items and len(frames) < max_batch:
                     frames.append(st.items.popleft())
+                    if st.items:  # lossless: the next frame has waited since it was captured
+                        st.since = st.items[0].timestamp
                     self._next = (start + k + 1) % n  # the next batch starts after the last stream served
             seq, self._seq = self._seq, self._seq + 1
             self._cond.notify_all()  # lossless readers waiting for room
