@@ -86,7 +86,8 @@ class Pipeline:
 
     ``model``: a ``Predictor`` or a list of them (replicas; used as they are, not closed), a ``Bundle``, a
     bundle directory or an ``.onnx`` file. ``source``: a ``Source`` or a URI for ``open_source``, or a list of
-    them (several streams: stream ids become 0, 1, ... in list order; ``max_frames`` counts per stream).
+    them (several streams: ids 0, 1, ... in list order unless the sources carry distinct ones; ``max_frames``
+    counts per stream).
     ``sinks``: objects with ``write(frame, detections)`` and ``close()`` (``sinks.Sink``) for every result;
     ``stream_sinks``: stream id -> sinks for that stream only. ``queue_size`` bounds each channel in lossless
     mode. ``conf``/``iou``/``max_det``/``backend``/``threads``/``replicas`` configure the predictors built from
@@ -298,7 +299,8 @@ class Pipeline:
         return cast(Detections, self._tracker_for(det.stream_id).update(det, frame))
 
     def _context(self, stream_id: int | None) -> SinkContext:
-        src, side = self.source if stream_id is None else self.sources[stream_id], self.bundle.sidecar
+        src = self.source if stream_id is None else next(s for s in self.sources if s.stream_id == stream_id)
+        side = self.bundle.sidecar
         return SinkContext(class_names=list(side.class_names), task=side.task, source=src.uri, fps=src.fps,
                            is_live=src.is_live, snapshot=self.metrics.snapshot,
                            keypoint_skeleton=list(side.keypoints.skeleton) if side.keypoints else [])
@@ -464,7 +466,9 @@ class Pipeline:
 
 
 def _open_all(source: Source | str | Sequence[Source | str]) -> list[Source]:
-    """The pipeline's sources; several get stream ids 0, 1, ... in order (URIs opened with those ids)."""
+    """The pipeline's sources. Several: URIs are opened with stream ids 0, 1, ... in list order; given
+    ``Source`` objects keep theirs when they are all distinct (e.g. ``streams.open_streams``), else they are
+    renumbered the same way."""
     items: list[Source | str] = [source] if isinstance(source, (Source, str)) else list(source)
     if not items:
         raise UserError("no source given")
@@ -473,11 +477,12 @@ def _open_all(source: Source | str | Sequence[Source | str]) -> list[Source]:
     sources: list[Source] = []
     try:
         for i, item in enumerate(items):
-            src = open_source(item, stream_id=i) if isinstance(item, str) else item
-            src.stream_id = i
-            sources.append(src)
+            sources.append(open_source(item, stream_id=i) if isinstance(item, str) else item)
     except BaseException:
         for src in sources:
             src.close()
         raise
+    if len({s.stream_id for s in sources}) < len(sources):
+        for i, src in enumerate(sources):
+            src.stream_id = i
     return sources

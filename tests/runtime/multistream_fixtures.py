@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from stream_fixtures import NC, SIZE, N
+from stream_fixtures import NC, SIZE, N, head_output
 
 from edgevision.runtime.backends.base import Backend, TensorSpec
 from edgevision.runtime.sources.base import Source
 
-__all__ = ["EchoBackend", "FailingSource", "StallingSource", "make_batch_bundle", "synthetic"]
+__all__ = ["EchoBackend", "FailingSource", "StallingSource", "make_batch_bundle", "make_dynamic_bundle", "synthetic"]
 
 
 def make_batch_bundle(root: Path, batch: int | str = "batch") -> Path:
@@ -99,3 +99,31 @@ class StallingSource(Source):
             return None
         self.left -= 1
         return np.full((48, 64, 3), 200, np.uint8)
+
+
+def make_dynamic_bundle(root: Path) -> Path:
+    """A real ONNX bundle with a dynamic batch: ``images [B,3,S,S] -> output0 [B, 4 + NC, N]``, the constant
+    head of ``stream_fixtures`` (one class-1 box per frame) broadcast over the batch."""
+    import onnx
+
+
+
+    h = onnx.helper
+    root.mkdir(parents=True, exist_ok=True)
+    images = h.make_tensor_value_info("images", onnx.TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])
+    output = h.make_tensor_value_info("output0", onnx.TensorProto.FLOAT, ["batch", 4 + NC, N])
+    inits = [onnx.numpy_helper.from_array(head_output(), "head"),
+             onnx.numpy_helper.from_array(np.zeros(1, np.float32), "z"),
+             onnx.numpy_helper.from_array(np.array([3], np.int64), "ax3")]
+    nodes = [h.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=1),
+             h.make_node("Squeeze", ["m", "ax3"], ["m3"]),
+             h.make_node("Mul", ["m3", "z"], ["m0"]),
+             h.make_node("Add", ["head", "m0"], ["output0"])]
+    model = h.make_model(h.make_graph(nodes, "tiny-dyn", [images], [output], inits),
+                         opset_imports=[h.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(root / "model.onnx"))
+    side = {"name": "tiny-dyn", "task": "detect", "class_names": ["a", "b", "c"],
+            "input": {"name": "images", "shape": ["batch", 3, SIZE, SIZE]},
+            "output": {"layout": "yolo", "names": ["output0"], "num_classes": NC}}
+    (root / "edgevision.json").write_text(json.dumps(side))
+    return root
