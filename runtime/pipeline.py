@@ -37,8 +37,9 @@ reported once and the others go on. Items between stages are batches; a single s
 
 Stopping (``stop()``, Ctrl-C during ``run()``, leaving the ``with`` block or breaking out of a ``for``
 loop) discards frames not yet inferred, lets results already computed reach the sinks, and closes (flushes)
-every sink; ``run()`` returns only once every stage thread has ended (``stage_threads``). The postprocess ->
-sink channel never drops, so every computed result is written. When given a bundle (not ready ``Predictor``s),
+every sink; ``run()`` returns only once every stage thread has ended (``stage_threads``; the run/iterate/stop
+surface is ``pipeline_control``). The postprocess -> sink channel never drops, so every computed result is
+written. When given a bundle (not ready ``Predictor``s),
 each backend is opened, used and closed in its inference thread, which is what a CUDA context (TensorRT)
 requires; ``start()`` waits for them to open before it reads a frame or starts a sink, so a model that cannot
 open fails first and leaves no output. Stages hand frames on through ``channel.Channel``.
@@ -46,14 +47,12 @@ open fails first and leaves no output. Stages hand frames on through ``channel.C
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, cast
 
 from .backends.choice import choose_backend
@@ -65,23 +64,24 @@ from .fresh import FreshFrames
 from .lazy import cv2 as _cv2
 from .metrics import Metrics, StatusPrinter
 from .model_plan import load_model, plan_inference
+from .pipeline_control import STOP_TIMEOUT_S, PipelineControl
 from .predictor import Predictor
 from .results import Detections
 from .sinks.base import Sink, SinkContext
-from .sources import Source, open_source
+from .sources import Source
 from .stage_threads import StageThreads
 from .streams.batching import BatchLimit, infer_frames, postprocess_chunks, preprocess_frames
 from .streams.mux import StreamMux
 from .streams.routing import SinkRouter
+from .streams.spec import gather_sources
 
-__all__ = ["DropPolicy", "Pipeline"]
+__all__ = ["STOP_TIMEOUT_S", "DropPolicy", "Pipeline"]
 
 log = logging.getLogger("edgevision.pipeline")
 DropPolicy = Literal["auto", "newest", "lossless"]
-STOP_TIMEOUT_S = 60.0  # the longest a stop waits for the stages to finish writing (then: alive_threads())
 
 
-class Pipeline:
+class Pipeline(PipelineControl):
     """Run a model over frame sources into sinks; iterate it for ``Detections`` or call ``run()``.
 
     ``model``: a ``Predictor`` or a list of them (replicas; used as they are, not closed), a ``Bundle``, a
@@ -111,7 +111,7 @@ class Pipeline:
         given = [model] if isinstance(model, Predictor) else list(model) if isinstance(model, (list, tuple)) else []
         self._given = bool(given)
         self.bundle = given[0].bundle if given else load_model(cast("Bundle | str | Path", model))
-        self.sources = _open_all(source)
+        self.sources = gather_sources(source)
         self.source = self.sources[0]
         self.sinks = list(sinks)
         self._router = SinkRouter(sinks, stream_sinks)
@@ -397,92 +397,3 @@ class Pipeline:
         if not self._sinks_started:
             self._router.close()
         self._sinks_started = True
-
-    def alive_threads(self) -> list[str]:
-        """Names of the stage threads still running (after ``join``: none, unless its timeout passed)."""
-        return self._stages.alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for every stage thread; re-raise the first error a stage hit."""
-        self._stages.wait(timeout)
-        self.metrics.running = False
-        if self._status is not None:
-            self._status.stop()
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
-
-    def run(self) -> dict[str, Any]:
-        """Process the whole source (or until ``stop()``/Ctrl-C) and return ``metrics.snapshot()``."""
-        try:
-            self.start()  # inside the try: Ctrl-C while the stages spawn must stop the ones already running
-            while not self._stages.all_done():
-                self._stages.wait_some(0.2)
-        except KeyboardInterrupt:
-            self.stop()
-            # computed results reach the sinks; never let the interpreter exit under a stage in native code
-            self._stages.wait_through_interrupts(STOP_TIMEOUT_S)
-            self._close_unstarted_sinks()
-            with contextlib.suppress(Exception):  # a stage broken by the interrupt: the user's Ctrl-C wins
-                self.join(timeout=0)
-            raise
-        self.join()
-        return self.metrics.snapshot()
-
-    def iter_frames(self) -> Iterator[tuple[Frame, Detections]]:
-        """Yield ``(frame, detections)`` in order (newest policy: results may be skipped)."""
-        if not self._started:
-            self.start(collect=True)
-        out = self._out
-        if out is None:
-            raise UserError("iterate a Pipeline instead of calling run()/start() first, not both")
-        try:
-            while (item := out.get()) is not END:
-                yield item
-        finally:
-            self.stop()
-            out.cancel()
-            self.join(timeout=STOP_TIMEOUT_S)
-
-    def __iter__(self) -> Iterator[Detections]:
-        for _, det in self.iter_frames():
-            yield det
-
-    def __enter__(self) -> Pipeline:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if not self._started:
-            self._close_sources()
-            self._close_unstarted_sinks()
-            return
-        self.stop()
-        try:
-            self.join(timeout=STOP_TIMEOUT_S)
-        except Exception:
-            if exc is None:
-                raise
-
-
-def _open_all(source: Source | str | Sequence[Source | str]) -> list[Source]:
-    """The pipeline's sources. Several: URIs are opened with stream ids 0, 1, ... in list order; given
-    ``Source`` objects keep theirs when they are all distinct (e.g. ``streams.open_streams``), else they are
-    renumbered the same way."""
-    items: list[Source | str] = [source] if isinstance(source, (Source, str)) else list(source)
-    if not items:
-        raise UserError("no source given")
-    if len(items) == 1:
-        return [open_source(items[0]) if isinstance(items[0], str) else items[0]]
-    sources: list[Source] = []
-    try:
-        for i, item in enumerate(items):
-            sources.append(open_source(item, stream_id=i) if isinstance(item, str) else item)
-    except BaseException:
-        for src in sources:
-            src.close()
-        raise
-    if len({s.stream_id for s in sources}) < len(sources):
-        for i, src in enumerate(sources):
-            src.stream_id = i
-    return sources

@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..sources import Source, open_source
 from ..validation import parse_yaml, validation_line
 
-__all__ = ["MAX_STREAMS", "StreamSpec", "load_sources_file", "open_streams"]
+__all__ = ["MAX_STREAMS", "StreamSpec", "gather_sources", "load_sources_file", "open_streams"]
 
 log = logging.getLogger("edgevision.streams")
 MAX_STREAMS = 64  # each stream is a reader thread and a decoder; more is a typo or a different deployment
@@ -122,3 +122,26 @@ def open_streams(specs: Sequence[StreamSpec], **open_kw: Any) -> tuple[list[Sour
     if not sources:
         raise UserError(failures[0])
     return sources, failures
+
+
+def gather_sources(source: Source | str | Sequence[Source | str]) -> list[Source]:
+    """The pipeline's sources. Several: URIs are opened with stream ids 0, 1, ... in list order; given
+    ``Source`` objects keep theirs when they are all distinct (e.g. ``streams.open_streams``), else they are
+    renumbered the same way."""
+    items: list[Source | str] = [source] if isinstance(source, (Source, str)) else list(source)
+    if not items:
+        raise UserError("no source given")
+    if len(items) == 1:
+        return [open_source(items[0]) if isinstance(items[0], str) else items[0]]
+    sources: list[Source] = []
+    try:
+        for i, item in enumerate(items):
+            sources.append(open_source(item, stream_id=i) if isinstance(item, str) else item)
+    except BaseException:
+        for src in sources:
+            src.close()
+        raise
+    if len({s.stream_id for s in sources}) < len(sources):
+        for i, src in enumerate(sources):
+            src.stream_id = i
+    return sources
