@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, List, Tuple
+from collections.abc import Sequence
+from typing import Any, Callable, List, Tuple
 
 import numpy as np
 
@@ -27,7 +27,7 @@ __all__ = ["BatchLimit", "Chunk", "infer_frames", "postprocess_chunks", "preproc
 log = logging.getLogger("edgevision.streams")
 
 Chunk = Tuple[Raw, List[Letterbox]]  # one inference call's raw output and the letterboxes of its real frames
-Timer = Callable[[str, float], None]  # metrics.add(stage, seconds)
+Timer = Callable[[str, float], None]  # metrics.add(stage, seconds); typing's: a runtime alias on Python 3.8
 
 
 class BatchLimit:

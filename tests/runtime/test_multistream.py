@@ -177,3 +177,20 @@ def test_image_folder_results_carry_the_file_name(tmp_path: Path) -> None:
     with Pipeline(predictor(tmp_path), str(folder)) as pipe:
         dets = list(pipe)
     assert [d.meta["file"] for d in dets] == ["a.jpg", "b2.png", "b10.png"]
+
+
+def test_wall_rate_counts_start_up_and_steady_rate_does_not() -> None:
+    from edgevision.runtime.metrics import Metrics
+
+    m = Metrics(streams=[(0, "a", "a://"), (1, "b", "b://")])
+    m.t_begin = 100.0  # the command started; the first result comes 2 s later (model open), then 10 per second
+    for i in range(21):
+        m.add_result(0.01, t_done=102.0 + i * 0.1, stream=i % 2)
+    m.add_dropped(3, stream=1)
+    snap = m.snapshot()
+    assert snap["fps_steady"] == pytest.approx(20 / 2.0) and snap["fps_avg"] == snap["fps_steady"]
+    assert snap["fps_wall"] == pytest.approx(21 / 4.0) and snap["startup_s"] == pytest.approx(2.0)
+    a, b = snap["streams"]
+    assert (a["frames"], b["frames"], a["dropped"], b["dropped"]) == (11, 10, 0, 3)
+    assert a["fps_steady"] == pytest.approx(10 / 2.0)
+    assert "fps steady" in m.summary() and "stream 1 b: 10 frames, dropped 3" in m.summary()
