@@ -194,3 +194,19 @@ def test_wall_rate_counts_start_up_and_steady_rate_does_not() -> None:
     assert (a["frames"], b["frames"], a["dropped"], b["dropped"]) == (11, 10, 0, 3)
     assert a["fps_steady"] == pytest.approx(10 / 2.0)
     assert "fps steady" in m.summary() and "stream 1 b: 10 frames, dropped 3" in m.summary()
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_stop_ends_every_reader_and_closes_every_sink(tmp_path: Path, live: bool) -> None:
+    import threading
+
+    rec, own = Recorder(), Recorder()
+    uris = [synthetic(k, None, fps=100 if live else None) for k in range(3)]
+    pipe = Pipeline(predictor(tmp_path, delay=0.005), [*uris[:2], StallingSource(period=0.5)], [rec],
+                    stream_sinks={2: [own]})
+    threading.Timer(0.8, pipe.stop).start()
+    t0 = time.monotonic()
+    pipe.run()
+    assert time.monotonic() - t0 < 5 and pipe.alive_threads() == []
+    assert rec.closed == own.closed == 1 and len(rec.got) > 0
+    assert all(s.closed for s in pipe.sources)
