@@ -131,9 +131,9 @@ class Pipeline(PipelineControl):
         self._pred_opts: dict[str, Any] = {"conf": conf, "iou": iou, "max_det": max_det}
         model_file = self._choice.path if self._choice is not None else self.bundle.model_path
         multi = len(self.sources) > 1
+        streams = [(s.stream_id, s.name, s.uri) for s in self.sources] if multi else []
         self.metrics = Metrics(source=", ".join(s.uri for s in self.sources), model=str(model_file),
-                               live=self.newest, streams=[(s.stream_id, s.name, s.uri) for s in self.sources] if multi
-                               else ())
+                               live=any(s.is_live for s in self.sources), streams=streams)
         self._mux = StreamMux(self.sources, newest=live, capacity=queue_size, timeout_s=batch_timeout_s,
                               max_frames=max_frames, on_capture=lambda sid, dt: self.metrics.add("capture", dt),
                               on_drop=lambda sid, n: self.metrics.add_dropped(n, sid),
