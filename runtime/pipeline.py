@@ -138,7 +138,8 @@ class Pipeline(PipelineControl):
                               max_frames=max_frames, on_capture=lambda sid, dt: self.metrics.add("capture", dt),
                               on_drop=lambda sid, n: self.metrics.add_dropped(n, sid),
                               on_error=self.metrics.stream_error) if multi else None
-        cap = 1 if self.newest else max(queue_size, self._replicas)
+        # several streams: channels hold batches and the per-stream queues buffer already; more is only latency
+        cap = 1 if self.newest else max(2 if multi else queue_size, self._replicas)
         self._chans = [Channel(cap, self.newest, self.metrics.add_dropped) for _ in range(3)]
         # postprocess -> sinks is lossless under both policies: a result counted as computed always reaches the
         # sinks (a newest-policy drop here lost 131 of 46,172 results on a long overloaded run; issue #19)
