@@ -19,7 +19,9 @@ class Frame:
 
     ``timestamp`` is ``time.monotonic()`` right after the frame was read (comparable across threads, not a
     wall-clock time). ``index`` counts frames delivered by the source (0, 1, 2, ...; it keeps counting across
-    reconnects and loops). Consumers must not modify ``image`` in place: sinks share it.
+    reconnects and loops). ``source`` names the stream (its URI unless named); ``name`` is the image's file
+    name for frames from an image folder or glob (empty otherwise). Consumers must not modify ``image`` in
+    place: sinks share it.
     """
 
     image: np.ndarray
@@ -27,6 +29,7 @@ class Frame:
     timestamp: float
     stream_id: int = 0
     source: str = ""
+    name: str = ""
 
     @property
     def height(self) -> int:

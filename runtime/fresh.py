@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Tuple, cast
+from typing import List, Tuple, Union, cast
 
 from .channel import EMPTY, END, Channel
 from .frames import Frame
 
 __all__ = ["FreshFrames"]
 
-Item = Tuple[int, Frame]  # (sequence number, frame) as the capture stage queues them
+Item = Tuple[int, Union[Frame, List[Frame]]]  # (sequence number, frame or one-frame batch) as capture queues them
+
+
+def _timestamp(item: Item) -> float:
+    frames = item[1]
+    return (frames[0] if isinstance(frames, list) else frames).timestamp
 
 
 class FreshFrames:
@@ -48,7 +53,7 @@ class FreshFrames:
         period = self.period
         if not period:
             return item
-        age = time.monotonic() - item[1].timestamp
+        age = time.monotonic() - _timestamp(item)
         if age <= period / 2 or age >= period:  # young enough, or the source is late: do not wait
             return item
         nxt = inp.get(timeout=(period - age) + 0.25 * period)

@@ -29,10 +29,17 @@ is 10-15% more backend throughput and the other stages fit in between (see ``run
 sources keep one session with every core, which gives the lowest latency per frame
 (``model_plan.plan_inference`` decides).
 
+Several sources (``source=[...]``): each is read by its own thread into ``streams.StreamMux``, which hands out
+fair round-robin batches (one frame per stream, newest frame for live streams, lossless for files, a batching
+timeout for a slow one); each batch is one inference call where the model's batch axis allows it
+(``streams.batching``), and every result carries its stream id and source name. A source that fails is
+reported once and the others go on. Items between stages are batches; a single source makes batches of one.
+
 Stopping (``stop()``, Ctrl-C during ``run()``, leaving the ``with`` block or breaking out of a ``for``
 loop) discards frames not yet inferred, lets results already computed reach the sinks, and closes (flushes)
-every sink; ``run()`` returns only once every stage thread has ended (``stage_threads``). The postprocess ->
-sink channel never drops, so every computed result is written. When given a bundle (not ready ``Predictor``s),
+every sink; ``run()`` returns only once every stage thread has ended (``stage_threads``; the run/iterate/stop
+surface is ``pipeline_control``). The postprocess -> sink channel never drops, so every computed result is
+written. When given a bundle (not ready ``Predictor``s),
 each backend is opened, used and closed in its inference thread, which is what a CUDA context (TensorRT)
 requires; ``start()`` waits for them to open before it reads a frame or starts a sink, so a model that cannot
 open fails first and leaves no output. Stages hand frames on through ``channel.Channel``.
@@ -40,14 +47,12 @@ open fails first and leaves no output. Stages hand frames on through ``channel.C
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, cast
 
 from .backends.choice import choose_backend
@@ -59,48 +64,59 @@ from .fresh import FreshFrames
 from .lazy import cv2 as _cv2
 from .metrics import Metrics, StatusPrinter
 from .model_plan import load_model, plan_inference
+from .pipeline_control import STOP_TIMEOUT_S, PipelineControl
 from .predictor import Predictor
 from .results import Detections
-from .sinks.base import Sink, SinkContext, start_sink
-from .sources import Source, open_source
+from .sinks.base import Sink, SinkContext
+from .sources import Source
 from .stage_threads import StageThreads
+from .streams.batching import BatchLimit, infer_frames, postprocess_chunks, preprocess_frames
+from .streams.mux import StreamMux
+from .streams.routing import SinkRouter
+from .streams.spec import gather_sources
 
-__all__ = ["DropPolicy", "Pipeline"]
+__all__ = ["STOP_TIMEOUT_S", "DropPolicy", "Pipeline"]
 
 log = logging.getLogger("edgevision.pipeline")
 DropPolicy = Literal["auto", "newest", "lossless"]
-STOP_TIMEOUT_S = 60.0  # the longest a stop waits for the stages to finish writing (then: alive_threads())
 
 
-class Pipeline:
-    """Run a model over a frame source into sinks; iterate it for ``Detections`` or call ``run()``.
+class Pipeline(PipelineControl):
+    """Run a model over frame sources into sinks; iterate it for ``Detections`` or call ``run()``.
 
     ``model``: a ``Predictor`` or a list of them (replicas; used as they are, not closed), a ``Bundle``, a
-    bundle directory or an ``.onnx`` file. ``source``: a ``Source`` or a URI for ``open_source``. ``sinks``:
-    objects with ``write(frame, detections)`` and ``close()`` (``sinks.Sink``). ``queue_size`` bounds
-    each channel in lossless mode. ``conf``/``iou``/``max_det``/``backend``/``threads``/``replicas``
-    configure the predictors built from a bundle (``plan_inference``). ``opencv_threads`` sets OpenCV's
-    own thread pool (process-wide: the stages already run in parallel, so per-call threads only contend
-    with inference); None leaves it alone. ``fresh_frames`` (newest policy): trade a stale waiting frame for
-    the next one when that lowers latency (module docstring); False favours frames per second.
-    ``tracker_factory``: makes one tracker per stream (e.g. ``tracking.ByteTracker``); each frame's detections
-    pass through its ``update(detections, frame)`` in frame order, and what it returns goes to the sinks.
+    bundle directory or an ``.onnx`` file. ``source``: a ``Source`` or a URI for ``open_source``, or a list of
+    them (several streams: ids 0, 1, ... in list order unless the sources carry distinct ones; ``max_frames``
+    counts per stream).
+    ``sinks``: objects with ``write(frame, detections)`` and ``close()`` (``sinks.Sink``) for every result;
+    ``stream_sinks``: stream id -> sinks for that stream only. ``queue_size`` bounds each channel in lossless
+    mode. ``conf``/``iou``/``max_det``/``backend``/``threads``/``replicas`` configure the predictors built from
+    a bundle (``plan_inference``). ``opencv_threads`` sets OpenCV's own thread pool (process-wide: the stages
+    already run in parallel, so per-call threads only contend with inference); None leaves it alone.
+    ``fresh_frames`` (newest policy, one source): trade a stale waiting frame for the next one when that
+    lowers latency (module docstring); False favours frames per second. ``batch_timeout_s`` (several
+    sources): how old a waiting frame may grow while a batch waits for the other streams.
+    ``tracker_factory``: builds one tracker per stream (``update(det, frame) -> det``).
     """
 
-    def __init__(self, model: Predictor | Sequence[Predictor] | Bundle | str | Path, source: Source | str,
-                 sinks: Sequence[Sink] = (), *, queue_size: int = 4, drop_policy: DropPolicy = "auto",
-                 max_frames: int | None = None, conf: float | None = None, iou: float | None = None,
-                 max_det: int | None = None, backend: str = "auto", threads: int = 0, replicas: int | None = None,
-                 status: bool = False, opencv_threads: int | None = 1, fresh_frames: bool = True,
-                 tracker_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(self, model: Predictor | Sequence[Predictor] | Bundle | str | Path,
+                 source: Source | str | Sequence[Source | str], sinks: Sequence[Sink] = (), *, queue_size: int = 4,
+                 drop_policy: DropPolicy = "auto", max_frames: int | None = None, conf: float | None = None,
+                 iou: float | None = None, max_det: int | None = None, backend: str = "auto", threads: int = 0,
+                 replicas: int | None = None, status: bool = False, opencv_threads: int | None = 1,
+                 fresh_frames: bool = True, stream_sinks: Mapping[int, Sequence[Sink]] | None = None,
+                 batch_timeout_s: float = 0.01, tracker_factory: Callable[[], Any] | None = None) -> None:
         if drop_policy not in ("auto", "newest", "lossless"):
             raise UserError(f"drop_policy must be auto, newest or lossless, got {drop_policy!r}")
         given = [model] if isinstance(model, Predictor) else list(model) if isinstance(model, (list, tuple)) else []
         self._given = bool(given)
         self.bundle = given[0].bundle if given else load_model(cast("Bundle | str | Path", model))
-        self.source = open_source(source) if isinstance(source, str) else source
+        self.sources = gather_sources(source)
+        self.source = self.sources[0]
         self.sinks = list(sinks)
-        self.newest = drop_policy == "newest" or (drop_policy == "auto" and self.source.is_live)
+        self._router = SinkRouter(sinks, stream_sinks)
+        live = [drop_policy == "newest" or (drop_policy == "auto" and s.is_live) for s in self.sources]
+        self.newest = any(live)
         self.max_frames = max_frames
         self._backend_opts: dict[str, Any] = {}
         self._choice = None if given else choose_backend(self.bundle, backend)
@@ -114,8 +130,16 @@ class Pipeline:
         self._predictors: list[Predictor | None] = list(given) or [None] * self._replicas
         self._pred_opts: dict[str, Any] = {"conf": conf, "iou": iou, "max_det": max_det}
         model_file = self._choice.path if self._choice is not None else self.bundle.model_path
-        self.metrics = Metrics(source=self.source.uri, model=str(model_file), live=self.source.is_live)
-        cap = 1 if self.newest else max(queue_size, self._replicas)
+        multi = len(self.sources) > 1
+        streams = [(s.stream_id, s.name, s.uri) for s in self.sources] if multi else []
+        self.metrics = Metrics(source=", ".join(s.uri for s in self.sources), model=str(model_file),
+                               live=any(s.is_live for s in self.sources), streams=streams)
+        self._mux = StreamMux(self.sources, newest=live, capacity=queue_size, timeout_s=batch_timeout_s,
+                              max_frames=max_frames, on_capture=lambda sid, dt: self.metrics.add("capture", dt),
+                              on_drop=lambda sid, n: self.metrics.add_dropped(n, sid),
+                              on_error=self.metrics.stream_error) if multi else None
+        # several streams: channels hold batches and the per-stream queues buffer already; more is only latency
+        cap = 1 if self.newest else max(2 if multi else queue_size, self._replicas)
         self._chans = [Channel(cap, self.newest, self.metrics.add_dropped) for _ in range(3)]
         # postprocess -> sinks is lossless under both policies: a result counted as computed always reaches the
         # sinks (a newest-policy drop here lost 131 of 46,172 results on a long overloaded run; issue #19)
@@ -133,9 +157,9 @@ class Pipeline:
         self._started = False
         self._status = StatusPrinter(self.metrics) if status else None
         self._opencv_threads = opencv_threads
+        self._fresh = FreshFrames(self.metrics.add_dropped) if fresh_frames and self.newest and not multi else None
         self._tracker_factory = tracker_factory
-        self._trackers: dict[int, Any] = {}  # one per stream id, made on its first frame (postprocess thread only)
-        self._fresh = FreshFrames(self.metrics.add_dropped) if fresh_frames and self.newest else None
+        self._trackers: dict[int, Any] = {}
         if self._choice is None:
             device_pre = all(p.device_preprocess for p in given)
         else:
@@ -153,7 +177,13 @@ class Pipeline:
 
     # -- stage bodies (each runs in its own thread) ---------------------------------------------------
     def _capture(self) -> None:
+        """One source: frames as batches of one. Several (lossless): the mux's batches, in turn."""
         out, n = self._chans[0], 0
+        if self._mux is not None:
+            while (batch := self._mux.get()) is not END:
+                if not out.put(batch):
+                    break
+            return
         it = iter(self.source)
         try:
             while self.max_frames is None or n < self.max_frames:
@@ -164,7 +194,7 @@ class Pipeline:
                 self.metrics.add("capture", time.perf_counter() - t0)
                 if self._fresh is not None:
                     self._fresh.observe(frame.timestamp)
-                if not out.put((n, frame)):
+                if not out.put((n, [frame])):
                     break
                 n += 1
         finally:
@@ -178,16 +208,19 @@ class Pipeline:
         self._ready.wait()
         pred = self.predictor
         while (item := inp.get()) is not END:
-            seq, frame = item
-            t0 = time.perf_counter()
-            tensor, lb = pred.preprocess(frame.image)
-            self.metrics.add("preprocess", time.perf_counter() - t0)
-            if not out.put((seq, frame, tensor, lb)):
+            seq, frames = item
+            if not out.put((seq, frames, preprocess_frames(pred, frames, self.metrics.add))):
                 break
+
+    def _input(self) -> Any:
+        """Where inference takes its work: the mux itself (several live streams), else a channel."""
+        if self._mux is not None and self.newest:
+            return self._mux
+        return self._chans[0 if self._inline_pre else 1]
 
     def _infer(self, replica: int) -> None:
         inline = self._inline_pre
-        inp, out = self._chans[0 if inline else 1], self._chans[2]
+        inp, out = self._input(), self._chans[2]
         own = not self._given
         try:
             if own and self._choice is not None:
@@ -196,6 +229,7 @@ class Pipeline:
             pred = self._predictors[replica]
             if pred is None:  # pragma: no cover - set just above or given
                 raise InternalError("inference replica has no predictor")
+            limit = BatchLimit(pred)
             if replica == 0:
                 self.metrics.info["backend"] = pred.backend.name
                 self._ready.set()
@@ -204,9 +238,11 @@ class Pipeline:
                 if self._opened_n == self._replicas:
                     self._all_open.set()
             while (item := inp.get()) is not END:
-                if self._fresh is not None:  # newest policy only (inline there)
+                if self._fresh is not None:  # newest policy, one source only (inline there)
                     item = self._fresh.pick(inp, item)
-                if not out.put(self._infer_one(pred, item, inline)):
+                seq, frames = item[0], item[1]
+                chunks = infer_frames(pred, limit, frames, self.metrics.add, None if inline else item[2])
+                if not out.put((seq, frames, chunks)):
                     break
         finally:
             if own and self._predictors[replica] is not None:
@@ -216,29 +252,11 @@ class Pipeline:
                 if self._workers_left == 0:
                     out.close()
 
-    def _infer_one(self, pred: Predictor, item: tuple[Any, ...], inline: bool) -> tuple[Any, ...]:
-        """``(seq, frame, tensor, letterbox)`` -> ``(seq, frame, raw, letterbox)``; ``inline``: the item is
-        ``(seq, frame)`` and is preprocessed here (on the GPU inside ``infer_image`` where the backend can)."""
-        if not inline:
-            seq, frame, tensor, lb = item
-        elif pred.device_preprocess:
-            (seq, frame), t0 = item, time.perf_counter()
-            raw, lb = pred.infer_image(frame.image)
-            self.metrics.add("infer", time.perf_counter() - t0)
-            return seq, frame, raw, lb
-        else:
-            (seq, frame), t0 = item, time.perf_counter()
-            tensor, lb = pred.preprocess(frame.image)
-            self.metrics.add("preprocess", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        raw = pred.infer(tensor)
-        self.metrics.add("infer", time.perf_counter() - t0)
-        return seq, frame, raw, lb
-
     def _postprocess(self) -> None:
         inp, out = self._chans[2], self._chans[3]
         self._ready.wait()
         pred = self.predictor
+        multi = self._mux is not None
         pending: dict[int, tuple[Any, ...]] = {}  # replicas finish out of order: put results back in order
         expected = 0
         while True:
@@ -251,54 +269,57 @@ class Pipeline:
                 while expected in pending or (self.newest and pending):
                     ready.append(pending.pop(expected if expected in pending else min(pending)))
                     expected = ready[-1][0] + 1
-            for _, frame, raw, lb in ready:
+            for _, frames, chunks in ready:
                 t0 = time.perf_counter()
-                det = pred.postprocess(raw, [lb])[0]
-                det.frame_index, det.stream_id = frame.index, frame.stream_id
-                t = time.monotonic()
-                det.meta.update({"t_capture": frame.timestamp, "t_result": t, "source": frame.source,
-                                 "latency_ms": (t - frame.timestamp) * 1000, "image_size": [frame.height, frame.width]})
-                det = self._track(frame, det)
+                dets = postprocess_chunks(pred, chunks)
                 self.metrics.add("postprocess", time.perf_counter() - t0)
-                self.metrics.add_result(t - frame.timestamp, t)
-                if not out.put((frame, det)):
-                    return
+                for frame, det in zip(frames, dets):
+                    det.frame_index, det.stream_id = frame.index, frame.stream_id
+                    t = time.monotonic()
+                    det.meta.update({"t_capture": frame.timestamp, "t_result": t, "source": frame.source,
+                                     "latency_ms": (t - frame.timestamp) * 1000,
+                                     "image_size": [frame.height, frame.width]})
+                    if frame.name:
+                        det.meta["file"] = frame.name
+                    det = self._track(frame, det)
+                    self.metrics.add_result(t - frame.timestamp, t, frame.stream_id if multi else None)
+                    if not out.put((frame, det)):
+                        return
             if item is END:
                 return
 
+    def _tracker_for(self, stream_id: int) -> Any:
+        if stream_id not in self._trackers:
+            self._trackers[stream_id] = cast("Callable[[], Any]", self._tracker_factory)()
+        return self._trackers[stream_id]
+
     def _track(self, frame: Frame, det: Detections) -> Detections:
-        """``det`` through its stream's tracker (made by the factory on the stream's first frame); unchanged
-        without a ``tracker_factory``."""
+        """The one per-stream tracking step (postprocess thread): ``det`` unchanged without a tracker factory."""
         if self._tracker_factory is None:
             return det
-        tracker = self._trackers.get(det.stream_id)
-        if tracker is None:
-            tracker = self._trackers[det.stream_id] = self._tracker_factory()
-        return cast(Detections, tracker.update(det, frame))
+        return cast(Detections, self._tracker_for(det.stream_id).update(det, frame))
+
+    def _context(self, stream_id: int | None) -> SinkContext:
+        src = self.source if stream_id is None else next(s for s in self.sources if s.stream_id == stream_id)
+        side = self.bundle.sidecar
+        return SinkContext(class_names=list(side.class_names), task=side.task, source=src.uri, fps=src.fps,
+                           is_live=src.is_live, snapshot=self.metrics.snapshot,
+                           keypoint_skeleton=list(side.keypoints.skeleton) if side.keypoints else [])
 
     def _sink(self) -> None:
-        inp, side = self._chans[3], self.bundle.sidecar
-        ctx = SinkContext(class_names=list(side.class_names), task=side.task, source=self.source.uri,
-                          fps=self.source.fps, is_live=self.source.is_live, snapshot=self.metrics.snapshot,
-                          keypoint_skeleton=list(side.keypoints.skeleton) if side.keypoints else [])
+        inp, router = self._chans[3], self._router
         try:
-            for sink in self.sinks:
-                start_sink(sink, ctx)
+            router.start(self._context)
             while (item := inp.get()) is not END:
                 t0 = time.perf_counter()
-                for sink in self.sinks:
-                    sink.write(*item)
-                if self.sinks:
+                router.write(*item)
+                if router:
                     self.metrics.add("sink", time.perf_counter() - t0)
                 if self._out is not None and not self._out.put(item):
                     break
         finally:
-            for sink in self.sinks:
-                try:
-                    sink.close()
-                except Exception as exc:
-                    log.error("closing sink %r failed: %s", sink, exc)
-                    self._fail(exc)
+            for exc in router.close():
+                self._fail(exc)
 
     # -- control --------------------------------------------------------------------------------------
     def _fail(self, exc: BaseException) -> None:
@@ -307,11 +328,18 @@ class Pipeline:
                 self._error = exc
         self._ready.set()
         self._all_open.set()
-        self.source.close()
+        self._close_sources()
         for ch in (*self._chans, *([self._out] if self._out is not None else [])):
             ch.cancel()
 
-    def _spawn(self, name: str, body: Callable[[], None], inp: Channel | None, out: Channel | None) -> None:
+    def _close_sources(self) -> None:
+        if self._mux is not None:
+            self._mux.close()
+        for src in self.sources:
+            src.close()
+
+    def _spawn(self, name: str, body: Callable[[], None], inp: Channel | StreamMux | None,
+               out: Channel | None) -> None:
         def release() -> None:
             if inp is not None:  # release a producer blocked on a full channel
                 inp.cancel()
@@ -328,25 +356,28 @@ class Pipeline:
         if self._opencv_threads is not None:
             _cv2().setNumThreads(int(self._opencv_threads))
         if collect:
-            self._out = Channel(self._chans[0].capacity, self.newest, self.metrics.add_dropped)
+            # room for a whole batch: a newest-policy channel of one would keep only each batch's last stream
+            self._out = Channel(max(self._chans[0].capacity, len(self.sources)), self.newest, self.metrics.add_dropped)
         c = self._chans
-        first = c[0] if self._inline_pre else c[1]
         # the model first: a model that cannot be opened fails here, before a frame is read or a sink started
         for r in range(self._replicas):  # the last replica to finish closes c[2]
-            self._spawn(f"infer{r}", functools.partial(self._infer, r), first if r == 0 else None, None)
+            self._spawn(f"infer{r}", functools.partial(self._infer, r), self._input() if r == 0 else None, None)
         try:
             self._all_open.wait()
         except KeyboardInterrupt:
             self._close_unstarted_sinks()
             raise
         if self._error is not None:
-            self.source.close()
+            self._close_sources()
             self._close_unstarted_sinks()
             self.join()  # re-raises the model's error
         self.model_opened = True
         self.metrics.running = True
         self.metrics.t_start = time.monotonic()
-        self._spawn("capture", self._capture, None, c[0])
+        for i in range(len(self._mux) if self._mux is not None else 0):
+            self._spawn(f"read{i}", self._mux.reader(i), None, None)  # type: ignore[union-attr]
+        if self._mux is None or not self.newest:
+            self._spawn("capture", self._capture, None, c[0])
         if not self._inline_pre:
             self._spawn("preprocess", self._preprocess, c[0], c[1])
         self._spawn("postprocess", self._postprocess, c[2], c[3])
@@ -358,81 +389,12 @@ class Pipeline:
 
     def stop(self) -> None:
         """Stop capturing; frames not yet inferred are dropped, computed results still reach the sinks."""
-        self.source.close()
+        self._close_sources()
         self._chans[0].cancel()
         self._chans[1].cancel()
 
     def _close_unstarted_sinks(self) -> None:
         """The sink thread closes the sinks; when the run ends before it started, close them here."""
-        for sink in [] if self._sinks_started else self.sinks:
-            try:
-                sink.close()
-            except Exception as exc:
-                log.error("closing sink %r failed: %s", sink, exc)
+        if not self._sinks_started:
+            self._router.close()
         self._sinks_started = True
-
-    def alive_threads(self) -> list[str]:
-        """Names of the stage threads still running (after ``join``: none, unless its timeout passed)."""
-        return self._stages.alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for every stage thread; re-raise the first error a stage hit."""
-        self._stages.wait(timeout)
-        self.metrics.running = False
-        if self._status is not None:
-            self._status.stop()
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
-
-    def run(self) -> dict[str, Any]:
-        """Process the whole source (or until ``stop()``/Ctrl-C) and return ``metrics.snapshot()``."""
-        try:
-            self.start()  # inside the try: Ctrl-C while the stages spawn must stop the ones already running
-            while not self._stages.all_done():
-                self._stages.wait_some(0.2)
-        except KeyboardInterrupt:
-            self.stop()
-            # computed results reach the sinks; never let the interpreter exit under a stage in native code
-            self._stages.wait_through_interrupts(STOP_TIMEOUT_S)
-            self._close_unstarted_sinks()
-            with contextlib.suppress(Exception):  # a stage broken by the interrupt: the user's Ctrl-C wins
-                self.join(timeout=0)
-            raise
-        self.join()
-        return self.metrics.snapshot()
-
-    def iter_frames(self) -> Iterator[tuple[Frame, Detections]]:
-        """Yield ``(frame, detections)`` in order (newest policy: results may be skipped)."""
-        if not self._started:
-            self.start(collect=True)
-        out = self._out
-        if out is None:
-            raise UserError("iterate a Pipeline instead of calling run()/start() first, not both")
-        try:
-            while (item := out.get()) is not END:
-                yield item
-        finally:
-            self.stop()
-            out.cancel()
-            self.join(timeout=STOP_TIMEOUT_S)
-
-    def __iter__(self) -> Iterator[Detections]:
-        for _, det in self.iter_frames():
-            yield det
-
-    def __enter__(self) -> Pipeline:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if not self._started:
-            self.source.close()
-            self._close_unstarted_sinks()
-            return
-        self.stop()
-        try:
-            self.join(timeout=STOP_TIMEOUT_S)
-        except Exception:
-            if exc is None:
-                raise

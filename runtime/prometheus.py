@@ -3,7 +3,9 @@
 Hand-written rather than through ``prometheus_client``: the exposition format is a few lines of text, the
 values already exist in ``Metrics.snapshot()``, and a client library would add a registry and a
 dependency to a device image for nothing. Latencies are exported in seconds (Prometheus' base unit) as
-gauges with ``quantile`` (and, per stage, ``stage``) labels; frame counts are counters.
+gauges with ``quantile`` (and, per stage, ``stage``) labels; frame counts are counters. With several streams,
+the ``edgevision_stream_*`` families repeat the counts per stream with ``stream`` (id), ``name`` and ``source``
+labels.
 """
 
 from __future__ import annotations
@@ -55,6 +57,26 @@ def _quantiles(stats: Mapping[str, Any], labels: dict[str, str]) -> list[tuple[d
     return out
 
 
+def _streams(w: _Writer, streams: Any) -> None:
+    if not isinstance(streams, list) or not streams:
+        return
+    rows = [(st, {"stream": str(st.get("id", i)), "name": str(st.get("name", "")), "source": str(st.get("source", ""))})
+            for i, st in enumerate(streams) if isinstance(st, Mapping)]
+    w.family("stream_frames_total", "counter", "Results produced, per stream.",
+             [(lab, st.get("frames", 0)) for st, lab in rows])
+    w.family("stream_dropped_frames_total", "counter", "Frames dropped by the newest-frame policy, per stream.",
+             [(lab, st.get("dropped", 0)) for st, lab in rows])
+    w.family("stream_fps", "gauge", "Results per second over the last few seconds, per stream.",
+             [(lab, st.get("fps", 0)) for st, lab in rows])
+    samples: list[tuple[dict[str, str], Any]] = []
+    for st, lab in rows:
+        if isinstance(st.get("latency_ms"), Mapping):
+            samples += _quantiles(st["latency_ms"], lab)
+    w.family("stream_e2e_latency_seconds", "gauge", "Capture-to-result latency, per stream.", samples)
+    w.family("stream_up", "gauge", "0 once a stream ended with an error, else 1.",
+             [(lab, 0 if st.get("error") else 1) for st, lab in rows])
+
+
 def to_prometheus(snapshot: Mapping[str, Any],
                   extra_counters: Mapping[str, tuple[float, str]] | None = None) -> str:
     """Render ``Metrics.snapshot()`` (keys ``frames``, ``dropped``, ``fps``, ``latency_ms``, ``stages``, ...).
@@ -87,6 +109,13 @@ def to_prometheus(snapshot: Mapping[str, Any],
             if isinstance(st, Mapping):
                 samples += _quantiles(st, {"stage": str(stage)})
         w.family("stage_latency_seconds", "gauge", "Per-stage latency.", samples)
+    if "fps_steady" in snapshot:
+        w.family("fps_steady", "gauge", "Results per second from the first result to the last.",
+                 [({}, snapshot["fps_steady"])])
+    if "fps_wall" in snapshot:
+        w.family("fps_wall", "gauge", "Results per second from the start (model open included) to the last result.",
+                 [({}, snapshot["fps_wall"])])
+    _streams(w, snapshot.get("streams"))
     if "running" in snapshot:
         w.family("running", "gauge", "1 while the pipeline runs.", [({}, 1 if snapshot["running"] else 0)])
     info = {k: str(snapshot[k]) for k in ("source", "model", "backend") if snapshot.get(k) not in (None, "")}

@@ -125,9 +125,11 @@ def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, 
 
 @click.command()
 @click.argument("model", type=_PATH)
-@click.option("--source", "source_uri", required=True,
+@click.option("--source", "source_uris", multiple=True,
               help="File, folder, glob, v4l2:///dev/video0, csi://0, rtsp://..., http(s)://..., "
-                   "synthetic://?fps=30")
+                   "synthetic://?fps=30. Repeatable: several streams share one batched inference call.")
+@click.option("--sources", "sources_file", type=_PATH, default=None,
+              help="YAML listing the streams (uri, optional name, optional sinks per stream) instead of --source.")
 @click.option("--sink", "sink_specs", multiple=True,
               help="Repeatable: video:out.mp4, jsonl:out.jsonl, display, http://127.0.0.1:8080[?token=T] "
                    "(beyond loopback: ?token=T, or ?insecure=1).")
@@ -154,29 +156,44 @@ def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, 
 @click.option("--no-fresh-frames", is_flag=True,
               help="Live sources: take the waiting frame at once instead of waiting (under half a frame period) "
                    "for a fresher one: ~10-15% more FPS under overload, ~20% more latency.")
+@click.option("--replicas", type=click.IntRange(1), default=None,
+              help="Files: inference sessions sharing --threads (default: 2 on a multi-core CPU); live: always 1.")
+@click.option("--batch-timeout", "batch_timeout_ms", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="Several streams: ms a ready frame may wait for the other streams before its batch is inferred.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the exit summary as one JSON object on stdout (fps_wall, fps_steady, per stream, ...).")
 @click.option("--track", is_flag=True,
               help="Follow objects across frames (ByteTrack-style, one tracker per stream): results carry track "
                    "ids and show only tracked objects. --conf is then the score that starts a track (default 0.5); "
                    "boxes down to 0.1 may continue one. Needs scipy.")
 @click.option("--track-buffer", type=click.IntRange(0), default=30, show_default=True,
               help="With --track: frames an unseen object keeps its id.")
-def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float | None, iou: float | None,
-        max_det: int | None, backend: str, threads: int, max_frames: int | None, width: int | None,
-        height: int | None, fps: float | None, loop: bool, drop_policy: str, timeout_s: float,
-        imgsz: str | None, names: str | None, task: str | None, no_status: bool, no_fresh_frames: bool,
-        track: bool, track_buffer: int) -> None:
+def run(model: Path, source_uris: tuple[str, ...], sources_file: Path | None, sink_specs: tuple[str, ...],
+        conf: float | None, iou: float | None, max_det: int | None, backend: str, threads: int,
+        max_frames: int | None, width: int | None, height: int | None, fps: float | None, loop: bool,
+        drop_policy: str, timeout_s: float, imgsz: str | None, names: str | None, task: str | None,
+        no_status: bool, no_fresh_frames: bool, replicas: int | None, batch_timeout_ms: float,
+        as_json: bool, track: bool, track_buffer: int) -> None:
     """Run MODEL (bundle or .onnx) on a stream and send the results to sinks. Runtime-only.
 
     Prints a live status line (FPS, latency, drops) and a summary at exit; Ctrl-C (exit 130) and SIGTERM
     (exit 0, e.g. `docker stop`) stop cleanly and flush the sinks.
     Example: edgevision run runs/quickstart/fp32 --source synthetic://?fps=30
     --sink video:demo.mp4 --sink http://127.0.0.1:8080
-    """
-    from edgevision.runtime.pipeline import Pipeline
-    from edgevision.runtime.sources import open_source
 
+    Several --source (or --sources FILE.yaml): frames of all streams are batched into one inference call
+    (one frame per stream, newest frame for live streams, every frame of files); --max-frames counts per
+    stream; a stream that fails is reported and the others go on (exit 1 at the end if any failed).
+    """
+    import time
+
+    from edgevision.runtime.pipeline import Pipeline
+    from edgevision.runtime.streams.spec import open_streams
+
+    t_begin = time.monotonic()  # fps_wall counts from here: loading and opening the model included
     _setup_logging()
     holder: list[Any] = []
+    failures: list[str] = []
     previous = _stop_on_sigterm(holder)
     ok = interrupted = False
     try:
@@ -188,16 +205,32 @@ def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float |
             from edgevision.runtime.tracking.setup import tracker_setup
 
             conf, factory = tracker_setup(conf, track_buffer)
+        specs = _stream_specs(source_uris, sources_file)
         sinks = _make_sinks(sink_specs, bundle)
+        per_stream: dict[int, list[Any]] = {}
         try:
-            source = open_source(source_uri, width=width, height=height, fps=fps, loop=loop, timeout_s=timeout_s)
-            pipe = Pipeline(bundle, source, sinks, drop_policy=drop_policy,  # type: ignore[arg-type]
+            if len(specs) > 1 and any(sp.startswith("video:") for sp in sink_specs):
+                from edgevision.runtime.errors import UserError
+
+                raise UserError("--sink video:... with several streams would interleave them in one file; give "
+                                "each stream its own video sink in --sources FILE.yaml")
+            for i, spec in enumerate(specs):
+                if spec.sinks:
+                    per_stream[i] = _make_sinks(tuple(spec.sinks), bundle)
+            sources, failures = open_streams(specs, width=width, height=height, fps=fps, loop=loop,
+                                             timeout_s=timeout_s)
+            opened = {s.stream_id for s in sources}
+            for i in [i for i in per_stream if i not in opened]:
+                _close_all(per_stream.pop(i))
+            pipe = Pipeline(bundle, sources, sinks, drop_policy=drop_policy,  # type: ignore[arg-type]
                             max_frames=max_frames, conf=conf, iou=iou, max_det=max_det, backend=backend,
-                            threads=threads, status=not no_status, fresh_frames=not no_fresh_frames,
-                            tracker_factory=factory)
+                            threads=threads, replicas=replicas, status=not no_status,
+                            fresh_frames=not no_fresh_frames, stream_sinks=per_stream,
+                            batch_timeout_s=batch_timeout_ms / 1000.0, tracker_factory=factory)
         except BaseException:
-            _close_all(sinks)
+            _close_all(sinks + [s for group in per_stream.values() for s in group])
             raise
+        pipe.metrics.t_begin = t_begin
         holder.append(pipe)
         pipe.run()
         ok = True
@@ -209,7 +242,36 @@ def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float |
         if holder:
             _exit_if_stages_alive(holder[0])
             if holder[0].model_opened and (ok or interrupted):  # on an error: its one line only
-                click.echo(holder[0].metrics.summary(), err=True)
+                _print_summary(holder[0], failures, as_json, "interrupted" if interrupted else "ok")
+    failed = failures + [f"stream {st['id']} ({st['name']}): {st['error']}"
+                         for st in holder[0].metrics.snapshot().get("streams", []) if st.get("error")]
+    if failed:
+        click.echo(f"error: {len(failed)} of {len(specs)} streams failed: {'; '.join(failed)}", err=True)
+        sys.exit(1)
+
+
+def _stream_specs(source_uris: tuple[str, ...], sources_file: Path | None) -> list[Any]:
+    from edgevision.runtime.errors import UserError
+    from edgevision.runtime.streams.spec import MAX_STREAMS, StreamSpec, load_sources_file
+
+    if sources_file is not None and source_uris:
+        raise UserError("give streams with --source or --sources FILE.yaml, not both")
+    if sources_file is not None:
+        return load_sources_file(sources_file)
+    if not source_uris:
+        raise UserError("missing --source (or --sources FILE.yaml)")
+    if len(source_uris) > MAX_STREAMS:
+        raise UserError(f"--source given {len(source_uris)} times, at most {MAX_STREAMS} streams")
+    return [StreamSpec(uri=u) for u in source_uris]
+
+
+def _print_summary(pipe: Any, failures: list[str], as_json: bool, status: str) -> None:
+    """The exit summary: text on stderr, or (``--json``) one JSON object on stdout."""
+    if as_json:
+        snap = pipe.metrics.snapshot()
+        click.echo(json.dumps({**snap, "exit": status, "failed_to_open": failures}))
+    else:
+        click.echo(pipe.metrics.summary(), err=True)
 
 
 def _exit_if_stages_alive(pipe: Any) -> None:

@@ -56,6 +56,7 @@ def result_record(frame: Frame, detections: Detections, class_names: Sequence[st
                   wall_offset: float | None = None) -> dict[str, Any]:
     """One frame's results as a JSON-ready dict (the JSON-lines sink's line, the viewer's ``/api/latest``).
 
+    ``source`` names the stream (its URI unless named), ``file`` the image's file name (image folders only).
     Timestamps are converted from ``time.monotonic()`` to Unix seconds (``wall_offset`` fixes the
     conversion; by default it is taken now). Class names that do not cover every id are left out (ids
     only) rather than failing mid-run.
@@ -69,11 +70,14 @@ def result_record(frame: Frame, detections: Detections, class_names: Sequence[st
         names = None
     out: dict[str, Any] = {
         "stream_id": frame.stream_id,
+        "source": frame.source,
         "frame": frame.index,
         "t_capture": round(t_cap + offset, 6),
         "t_result": round(t_res + offset, 6),
         "latency_ms": round(float(meta.get("latency_ms", (t_res - t_cap) * 1000.0)), 3),
     }
+    if frame.name:
+        out["file"] = frame.name  # the image's file name (image folders)
     out.update(detections.to_dict(list(names) if names is not None else None))
     out.setdefault("classes", [str(i) for i in out["class_ids"]])
     out.setdefault("keypoints", None)

@@ -35,6 +35,7 @@ class Source:
         self.width, self.height = width, height
         self.fps = fps
         self.stream_id = stream_id
+        self.name = uri  # what results call this stream (``Frame.source``); a multi-stream run may rename it
         self._pace = pace and bool(fps)
         self._closed = threading.Event()
         self._active = False
@@ -45,6 +46,10 @@ class Source:
 
     def _read(self) -> np.ndarray | None:
         raise NotImplementedError
+
+    def _frame_name(self) -> str:
+        """The file name of the image ``_read`` returned last (image folders), else ``""``."""
+        return ""
 
     def _release(self) -> None:
         """Free the underlying capture; called once iteration ends or on ``close()``."""
@@ -76,7 +81,7 @@ class Source:
                     if wait > 0 and self._closed.wait(wait):
                         return
                     due = max(due + period, time.monotonic() - period)
-                yield Frame(self._fit(img), index, time.monotonic(), self.stream_id, self.uri)
+                yield Frame(self._fit(img), index, time.monotonic(), self.stream_id, self.name, self._frame_name())
                 index += 1
         finally:
             self._active = False

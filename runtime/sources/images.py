@@ -20,6 +20,7 @@ class ImageSource(Source):
                  **kw: Any) -> None:
         super().__init__(uri, fps=fps, pace=fps is not None, **kw)
         self.files, self._loop, self._i = files, loop, 0
+        self._last = ""
         self.is_live = fps is not None
         self.frame_count = len(files)
 
@@ -35,10 +36,14 @@ class ImageSource(Source):
             self._i += 1
             img = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if img is not None:
+                self._last = path.name
                 return np.asarray(img)
             misses += 1
             log.warning("%s: not a readable image, skipped", path)
         return None
+
+    def _frame_name(self) -> str:
+        return self._last
 
 
 def _natural_key(p: Path) -> list[Any]:
