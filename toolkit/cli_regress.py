@@ -64,8 +64,8 @@ def markdown(cases: list[Check], strict: bool, candidate: Path, baseline: Path) 
               help="Allowed relative growth of ONNX size, MACs and parameters.")
 @click.option("--rounds", type=click.IntRange(10, 100_000), default=2000, show_default=True,
               help="At most this many interleaved timing rounds per variant (fewer once the answer is clear).")
-@click.option("--latency-seconds", type=click.FloatRange(1, 3600), default=20.0, show_default=True,
-              help="At most this long timing each variant.")
+@click.option("--latency-seconds", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
+              help="At most this long timing, all variants together (split evenly).")
 @click.option("--threads", type=click.IntRange(0, 1024), default=1, show_default=True,
               help="Intra-op threads for the timing (0 = all cores; 1 resists a busy machine best).")
 @click.option("--no-latency", is_flag=True, help="Skip the timing (accuracy and size only).")

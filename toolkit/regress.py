@@ -140,7 +140,7 @@ def latency_check(name: str, cand_dir: Path, base_dir: Path, tol: Tolerances, *,
 
 
 def run_regress(candidate: Path, baseline: Path, tol: Tolerances, *, latency: bool = True, rounds: int = 2000,
-                threads: int = 1, seconds: float = 20.0,
+                threads: int = 1, seconds: float = 30.0,
                 log: Callable[[str], None] = lambda _s: None) -> list[Check]:
     """Every check of ``candidate`` against ``baseline``; raises ``UserError`` on unusable input."""
     cand, base = open_side(candidate, "candidate"), open_side(baseline, "--baseline")
@@ -152,15 +152,16 @@ def run_regress(candidate: Path, baseline: Path, tol: Tolerances, *, latency: bo
         raise UserError(f"--baseline: {baseline} has none of the candidate's variants "
                         f"({', '.join(cand.variants)}; baseline: {', '.join(base.variants)})")
     checks: list[Check] = []
+    per_variant = seconds / len(common)  # ``seconds`` bounds the whole run's timing
     for name in common:
         cv, bv = cand.variants[name], base.variants[name]
         checks += accuracy_checks(name, cv, bv, tol)
         checks += size_checks(name, cv, bv, tol)
         if latency:
             log(f"[regress] timing {name}: candidate vs baseline, interleaved, at most {rounds} rounds / "
-                f"{seconds:g} s, {threads or 'all'} thread(s)")
+                f"{per_variant:g} s, {threads or 'all'} thread(s)")
             checks.append(latency_check(name, cand.root / cv.bundle, base.root / bv.bundle, tol,
-                                        rounds=rounds, threads=threads, seconds=seconds))
+                                        rounds=rounds, threads=threads, seconds=per_variant))
     for name in (v for v in base.variants if v not in cand.variants):
         checks.append(Check(f"{name}.present", "presence", "fail", f"variant {name!r} of the baseline is missing"))
     return checks
