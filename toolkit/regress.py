@@ -140,7 +140,7 @@ def latency_check(name: str, cand_dir: Path, base_dir: Path, tol: Tolerances, *,
 
 
 def run_regress(candidate: Path, baseline: Path, tol: Tolerances, *, latency: bool = True, rounds: int = 2000,
-                threads: int = 1, seconds: float = 30.0,
+                threads: int = 1, seconds: float = 30.0, device: str | None = None,
                 log: Callable[[str], None] = lambda _s: None) -> list[Check]:
     """Every check of ``candidate`` against ``baseline``; raises ``UserError`` on unusable input."""
     cand, base = open_side(candidate, "candidate"), open_side(baseline, "--baseline")
@@ -152,6 +152,11 @@ def run_regress(candidate: Path, baseline: Path, tol: Tolerances, *, latency: bo
         raise UserError(f"--baseline: {baseline} has none of the candidate's variants "
                         f"({', '.join(cand.variants)}; baseline: {', '.join(base.variants)})")
     checks: list[Check] = []
+    if device is not None:  # absolute p50/p99 budgets of the candidate's recipe, timed here (toolkit/gates.py)
+        from .gates import device_budget_checks
+
+        checks += device_budget_checks(cand.root, cand.manifest, cand.variants, str(cand.root / MANIFEST_NAME),
+                                       device, log=log)
     per_variant = seconds / len(common)  # ``seconds`` bounds the whole run's timing
     for name in common:
         cv, bv = cand.variants[name], base.variants[name]

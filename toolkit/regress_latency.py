@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,7 +104,8 @@ def compare_latency(candidate: Bundle, baseline: Bundle, *, allowed: float | Non
     t0 = time.perf_counter()
     try:
         cf, bf = _feed(candidate), _feed(baseline)
-        fns = {"candidate": lambda: cand_be.infer(cf), "baseline": lambda: base_be.infer(bf)}
+        fns: dict[str, Callable[[], object]] = {"candidate": lambda: cand_be.infer(cf),
+                                                "baseline": lambda: base_be.infer(bf)}
         interleaved_samples(fns, warmup=warmup, iters=0)
         t0 = time.perf_counter()
         while len(cs) < max_rounds:
