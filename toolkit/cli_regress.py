@@ -71,6 +71,9 @@ def markdown(cases: list[Check], strict: bool, candidate: Path, baseline: Path) 
 @click.option("--device", default=None, metavar="PROFILE",
               help="This machine is PROFILE (devices/*.yaml): also check the candidate recipe's "
                    "gates.latency.budgets.PROFILE (p50/p99 ms, timed here with the profile's backend).")
+@click.option("--reeval", is_flag=True,
+              help="Re-evaluate the candidate's bundles on its recipe's eval split (through the runtime) instead "
+                   "of using its manifest's metrics.")
 @click.option("--no-latency", is_flag=True, help="Skip the timing (accuracy and size only).")
 @click.option("--strict", is_flag=True, help="A stale baseline (accuracy gain beyond tolerance) fails too.")
 @click.option("--junit", type=_PATH, default=None, help="Write JUnit XML (one test case per check).")
@@ -80,7 +83,7 @@ def markdown(cases: list[Check], strict: bool, candidate: Path, baseline: Path) 
               help="After checking, make the candidate the new baseline (written atomically).")
 def regress(candidate: Path, baseline: Path, acc_tol: float, metrics: tuple[str, ...], max_latency_ratio: float,
             size_tol: float, rounds: int, latency_seconds: float, threads: int, device: str | None,
-            no_latency: bool, strict: bool, junit: Path | None, md: Path | None, as_json: bool,
+            reeval: bool, no_latency: bool, strict: bool, junit: Path | None, md: Path | None, as_json: bool,
             update_baseline: bool) -> None:
     """Gate CANDIDATE (a build directory, or a bundle inside one) against --baseline.
 
@@ -92,7 +95,7 @@ def regress(candidate: Path, baseline: Path, acc_tol: float, metrics: tuple[str,
     tol = Tolerances(acc_tol=acc_tol, max_latency_ratio=max_latency_ratio, size_tol=size_tol, strict=strict,
                      **({"metrics": metrics} if metrics else {}))
     checks = run_regress(candidate, baseline, tol, latency=not no_latency, rounds=rounds, threads=threads,
-                         seconds=latency_seconds, device=device, log=lambda s: click.echo(s, err=True))
+                         seconds=latency_seconds, device=device, reeval=reeval, log=lambda s: click.echo(s, err=True))
     result = summary(checks, strict)
     if junit is not None:
         atomic_write_bytes(junit, junit_xml(checks, strict))

@@ -140,10 +140,14 @@ def latency_check(name: str, cand_dir: Path, base_dir: Path, tol: Tolerances, *,
 
 
 def run_regress(candidate: Path, baseline: Path, tol: Tolerances, *, latency: bool = True, rounds: int = 2000,
-                threads: int = 1, seconds: float = 30.0, device: str | None = None,
+                threads: int = 1, seconds: float = 30.0, device: str | None = None, reeval: bool = False,
                 log: Callable[[str], None] = lambda _s: None) -> list[Check]:
     """Every check of ``candidate`` against ``baseline``; raises ``UserError`` on unusable input."""
     cand, base = open_side(candidate, "candidate"), open_side(baseline, "--baseline")
+    if reeval:  # the candidate's accuracy measured again here, not read from its manifest
+        from .regress_reeval import reevaluate
+
+        cand = Side(cand.root, cand.manifest, reevaluate(cand.root, cand.manifest, cand.variants, log=log))
     if cand.manifest.task != base.manifest.task:
         raise UserError(f"--baseline: {baseline} is a {base.manifest.task} build but the candidate is "
                         f"{cand.manifest.task}")
