@@ -19,10 +19,11 @@ interleaved run, spread of the estimate across chunks):
   so rounds are not independent; the interval resamples whole blocks of ``block`` consecutive rounds (10),
   which keeps that dependence, instead of single rounds, whose interval is too narrow under drift.
 - **sequential, bounded by time.** After ``min_rounds`` the interval is recomputed every ``check_every``
-  rounds; timing stops as soon as the 99 % interval lies wholly above or below the allowed ratio (a clear
-  answer needs no more samples: the same model stops after ``min_rounds``), else at ``max_rounds`` or after
-  ``seconds``. The final verdict uses the 95 % interval. Deciding early on the wider 99 % interval keeps the
-  repeated looks from adding false verdicts.
+  rounds (or every quarter of the rounds so far, when that is more); timing stops as soon as the 99 %
+  interval lies wholly above or below the allowed ratio (a clear answer needs no more samples: the same
+  model stops after ``min_rounds``), else at ``max_rounds`` or after ``seconds``. The final verdict uses the
+  95 % interval. Deciding early on the wider 99 % interval keeps the repeated looks from adding false
+  verdicts.
 - **fail only when the whole interval lies above the allowed ratio** (default 1.10): a tie never fails; a
   15 % slowdown fails once the interval is narrower than +-5 %.
 
@@ -75,8 +76,11 @@ def ratio_interval(cand: np.ndarray, base: np.ndarray, *, confidence: float = 0.
     nb = cand.size // block
     rng = np.random.default_rng(seed)
     starts = rng.integers(0, nb, size=(resamples, nb)) * block
-    idx = (starts[:, :, None] + np.arange(block)).reshape(resamples, nb * block)
-    ratios = np.median(cand[idx], axis=1) / np.median(base[idx], axis=1)
+    per = max(1, 2_000_000 // (nb * block))  # resamples per batch: index arrays of at most ~16 MB
+    ratios = np.empty(resamples)
+    for i in range(0, resamples, per):
+        idx = (starts[i:i + per, :, None] + np.arange(block)).reshape(-1, nb * block)
+        ratios[i:i + per] = np.median(cand[idx], axis=1) / np.median(base[idx], axis=1)
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(ratios, [alpha, 1.0 - alpha])
     return float(np.median(cand) / np.median(base)), float(lo), float(hi)
@@ -108,6 +112,7 @@ def compare_latency(candidate: Bundle, baseline: Bundle, *, allowed: float | Non
                                                 "baseline": lambda: base_be.infer(bf)}
         interleaved_samples(fns, warmup=warmup, iters=0)
         t0 = time.perf_counter()
+        next_check = min_rounds
         while len(cs) < max_rounds:
             # 10-round chunks (even: each model goes first in half the rounds) keep the time bound tight
             s = interleaved_samples(fns, warmup=0, iters=min(10, max_rounds - len(cs)))
@@ -116,16 +121,19 @@ def compare_latency(candidate: Bundle, baseline: Bundle, *, allowed: float | Non
             if time.perf_counter() - t0 >= seconds:
                 stopped = "seconds"
                 break
-            if allowed is not None and len(cs) >= min_rounds and len(cs) % check_every < 10:
-                _, lo, hi = ratio_interval(np.asarray(cs), np.asarray(bs), confidence=EARLY_CONFIDENCE, block=block)
+            if allowed is not None and len(cs) >= next_check:
+                next_check = len(cs) + max(check_every, len(cs) // 4)  # fewer looks as they cost more
+                _, lo, hi = ratio_interval(np.asarray(cs), np.asarray(bs), confidence=EARLY_CONFIDENCE, block=block,
+                                           resamples=1000)
                 if lo > allowed or hi < allowed:
                     stopped = "decided"
                     break
     finally:
+        elapsed = time.perf_counter() - t0
         cand_be.close()
         base_be.close()
     c, b = np.asarray(cs), np.asarray(bs)
     ratio, lo, hi = ratio_interval(c, b, confidence=confidence, block=block)
     return LatencyComparison(float(np.median(c)), float(np.median(b)), ratio, lo, hi, int(c.size), n, confidence,
-                             time.perf_counter() - t0, stopped, float(np.percentile(c, 99)),
+                             elapsed, stopped, float(np.percentile(c, 99)),
                              float(np.percentile(b, 99)))
