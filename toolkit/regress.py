@@ -5,7 +5,7 @@ Checks, one per variant present on both sides:
 - **accuracy**, two-sided per metric of the manifests: a drop beyond ``acc_tol`` points fails; a gain beyond
   it means the baseline is stale (reported; fails only with ``strict``);
 - **latency**, relative: both models timed interleaved in this run and judged on a block-bootstrap interval
-  of the ratio of medians (:mod:`.regress_latency`: one thread, sequential, bounded by time), failing only
+  of the paired latency ratio (:mod:`.regress_latency`: one thread, sequential, bounded by time), failing only
   when the whole interval lies above ``max_latency_ratio``;
 - **size / MACs / params**: growth beyond ``size_tol`` fails.
 
