@@ -31,6 +31,11 @@ interleaved run, spread of the estimate across chunks):
 - **fail only when the whole interval lies above the allowed ratio** (default 1.10): a tie never fails; a
   15 % slowdown fails once the interval is narrower than +-5 %.
 
+Spot check on the quickstart detector, the machine saturated (one-thread inference 86-88 ms instead of ~20;
+six runs each, not under the heavy-work lock): a candidate with a dead-weight branch (``scripts/regress-power``,
+width 4; 1.14-1.18x by these runs' own measure) failed 6/6, the model against itself passed 6/6, 26-39 s per
+`regress` run. ``scripts/regress-power BUILD`` measures 20 + 20 runs.
+
 Hand-written because the bootstrap here is a dozen lines of numpy over paired blocks; scipy's
 ``scipy.stats.bootstrap`` has no block resampling and would add a dependency to the toolkit.
 """
