@@ -23,6 +23,7 @@ from edgevision.runtime.fsutil import atomic_dir, sha256_file
 from .cache import Artifact, Cache
 from .checkpoint import load_checkpoint
 from .devices import load_profile
+from .gates import check_gate_names
 from .models.registry import get_model_spec
 from .models.sources import prepare
 from .models.sources.base import Contract, contract_from_meta
@@ -33,6 +34,7 @@ from .stages.data import PreparedData, prepare_data
 from .stages.eval_curves import publish_curves
 from .stages.evaluate import evaluate_bundle
 from .stages.export import check_parity, export_onnx
+from .stages.gates import gates_stage
 from .stages.report import write_outputs
 from .stages.train import CHECKPOINT, train_stage
 
@@ -236,6 +238,7 @@ def build(recipe_path: Path, out: Path | None = None, *, cache_dir: Path | None 
     check_models(loaded, recipe_path)
     recipe, source, _ = prepare(loaded, base=recipe_path.parent)
     profiles = [load_profile(t) for t in recipe.targets]  # unknown device names fail before any work
+    check_gate_names(recipe.gates, recipe.task, f"{recipe_path}: ")
     out = out if out is not None else Path("runs") / recipe.name
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache(cache_dir if cache_dir is not None else out / "cache", log=log)
@@ -253,4 +256,6 @@ def build(recipe_path: Path, out: Path | None = None, *, cache_dir: Path | None 
 
     manifest = write_outputs(out, recipe, data, variants, profiles, cache.events, trained.data,
                              seconds=time.perf_counter() - t0)
+    if recipe.gates.declared():
+        manifest = gates_stage(out, recipe, manifest, log=log)
     return BuildResult(out, manifest)

@@ -58,6 +58,9 @@ def build(recipe: Path, out: Path | None, cache_dir: Path | None) -> None:
         metrics = ", ".join(f"{k} {val:.3f}" for k, val in v["metrics"].items())
         click.echo(f"{name}: {metrics}; {lat}; bundle {result.out / v['bundle']}")
     click.echo(f"report: {result.out / 'report.md'}, {result.out / 'report.html'}")
+    gates = result.manifest.get("gates")
+    if gates is not None and not gates["passed"]:
+        raise SystemExit(1)  # a failing gate (report.md's Gates section), after writing everything
 
 
 @cli.command()

@@ -62,9 +62,18 @@ def markdown(cases: list[Check], strict: bool, candidate: Path, baseline: Path) 
               help="Fail when the 95% interval of candidate/baseline median latency lies above this.")
 @click.option("--size-tol", type=click.FloatRange(0, 10), default=0.05, show_default=True,
               help="Allowed relative growth of ONNX size, MACs and parameters.")
-@click.option("--rounds", type=click.IntRange(10, 100_000), default=200, show_default=True,
-              help="Interleaved timing rounds per variant.")
-@click.option("--threads", type=click.IntRange(0, 1024), default=0, help="Intra-op threads (0 = all cores).")
+@click.option("--rounds", type=click.IntRange(10, 100_000), default=2000, show_default=True,
+              help="At most this many interleaved timing rounds per variant (fewer once the answer is clear).")
+@click.option("--latency-seconds", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
+              help="At most this long timing, all variants together (split evenly).")
+@click.option("--threads", type=click.IntRange(0, 1024), default=1, show_default=True,
+              help="Intra-op threads for the timing (0 = all cores; 1 resists a busy machine best).")
+@click.option("--device", default=None, metavar="PROFILE",
+              help="This machine is PROFILE (devices/*.yaml): also check the candidate recipe's "
+                   "gates.latency.budgets.PROFILE (p50/p99 ms, timed here with the profile's backend).")
+@click.option("--reeval", is_flag=True,
+              help="Re-evaluate the candidate's bundles on its recipe's eval split (through the runtime) instead "
+                   "of using its manifest's metrics.")
 @click.option("--no-latency", is_flag=True, help="Skip the timing (accuracy and size only).")
 @click.option("--strict", is_flag=True, help="A stale baseline (accuracy gain beyond tolerance) fails too.")
 @click.option("--junit", type=_PATH, default=None, help="Write JUnit XML (one test case per check).")
@@ -75,8 +84,9 @@ def markdown(cases: list[Check], strict: bool, candidate: Path, baseline: Path) 
 @click.option("--update-baseline", is_flag=True,
               help="After checking, make the candidate the new baseline (written atomically).")
 def regress(candidate: Path, baseline: Path, acc_tol: float, metrics: tuple[str, ...], max_latency_ratio: float,
-            size_tol: float, rounds: int, threads: int, no_latency: bool, strict: bool, junit: Path | None,
-            md: Path | None, as_json: bool, history: Path | None, update_baseline: bool) -> None:
+            size_tol: float, rounds: int, latency_seconds: float, threads: int, device: str | None,
+            reeval: bool, no_latency: bool, strict: bool, junit: Path | None, md: Path | None, as_json: bool,
+            history: Path | None, update_baseline: bool) -> None:
     """Gate CANDIDATE (a build directory, or a bundle inside one) against --baseline.
 
     Exit 0 when every check passes, 1 on a regression, 2 on a usage error.
@@ -87,7 +97,7 @@ def regress(candidate: Path, baseline: Path, acc_tol: float, metrics: tuple[str,
     tol = Tolerances(acc_tol=acc_tol, max_latency_ratio=max_latency_ratio, size_tol=size_tol, strict=strict,
                      **({"metrics": metrics} if metrics else {}))
     checks = run_regress(candidate, baseline, tol, latency=not no_latency, rounds=rounds, threads=threads,
-                         log=lambda s: click.echo(s, err=True))
+                         seconds=latency_seconds, device=device, reeval=reeval, log=lambda s: click.echo(s, err=True))
     result = summary(checks, strict)
     if junit is not None:
         atomic_write_bytes(junit, junit_xml(checks, strict))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -61,6 +61,23 @@ class DatasetRecord(_Open):
     classes: list[str]
 
 
+class GateCheck(_Open):
+    """One check of the recipe's ``gates`` (the same record `edgevision regress` prints)."""
+
+    name: str  # e.g. "fp32.accuracy_min.map50_95", "fp32.budget.x86-cpu.p50"
+    kind: str  # accuracy | latency | budget | size | presence
+    status: Literal["pass", "fail", "stale", "skip"]
+    message: str
+    values: dict[str, Any] = {}
+
+
+class GatesRecord(_Open):
+    """Added in schema 1 without a bump: absent from builds whose recipe declares no ``gates``."""
+
+    passed: bool
+    checks: list[GateCheck]
+
+
 class Manifest(_Open):
     schema_version: int
     name: str
@@ -75,6 +92,7 @@ class Manifest(_Open):
     stages: list[dict[str, Any]] = []
     tools: dict[str, Any] = {}
     build_seconds: float = 0.0
+    gates: GatesRecord | None = None
 
 
 def check_manifest(data: Any, source: str) -> Manifest:

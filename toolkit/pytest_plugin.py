@@ -91,11 +91,11 @@ def assert_size(candidate: Path, baseline: Path, *, tol: float = 0.05) -> None:
               for c in size_checks(n, cv, bv, t)], strict=False)
 
 
-def assert_latency(candidate: Path, baseline: Path, *, max_ratio: float = 1.10, rounds: int = 200,
-                   threads: int = 0) -> None:
+def assert_latency(candidate: Path, baseline: Path, *, max_ratio: float = 1.10, rounds: int = 2000,
+                   threads: int = 1, seconds: float = 20.0) -> None:
     """Timed side by side here: fails when the 95 % interval of the median ratio lies above ``max_ratio``."""
     from .regress import Tolerances, latency_check
 
     t = Tolerances(max_latency_ratio=max_ratio)
-    _fail_on([latency_check(n, cd, bd, t, rounds=rounds, threads=threads)
+    _fail_on([latency_check(n, cd, bd, t, rounds=rounds, threads=threads, seconds=seconds)
               for n, cd, bd, _, _ in _pairs(candidate, baseline)], strict=False)

@@ -32,13 +32,14 @@ from edgevision.runtime.validation import allowed_range, format_loc, parse_yaml,
 from .compress.distill_config import DistillConfig
 from .compress.prune_config import PruneConfig
 from .compress.quantize_config import QuantizeConfig
+from .gates_config import GatesConfig
 
 CompressConfig = PruneConfig | DistillConfig | QuantizeConfig
 COMPRESS_SCHEMAS: dict[str, type[PruneConfig] | type[DistillConfig] | type[QuantizeConfig]] = {
     "prune": PruneConfig, "distill": DistillConfig, "quantize": QuantizeConfig,
 }
 COMPRESS_STAGES = tuple(COMPRESS_SCHEMAS)
-_NOT_ARTIFACT = {"eval", "bench", "targets"}
+_NOT_ARTIFACT = {"eval", "bench", "targets", "gates"}
 
 
 # Upper bounds: far above any sensible recipe, low enough that a typo cannot fill the disk, allocate the
@@ -273,6 +274,7 @@ class Recipe(_Strict):
     bench: BenchConfig = BenchConfig()
     targets: list[str] = ["x86-cpu"]
     compress: list[dict[str, Any]] = []
+    gates: GatesConfig = GatesConfig()
 
     @field_validator("input_size")
     @classmethod
@@ -329,6 +331,8 @@ class Recipe(_Strict):
 
     def _hash_dump(self, exclude: set[str] | None = None) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude=exclude)
+        if out.get("gates") == GatesConfig().model_dump(mode="json"):
+            del out["gates"]  # recipes without gates keep the hash they had before the section existed
         out["dataset"] = {**_FLAT_DATASET, **out["dataset"]}
         return out
 
@@ -378,4 +382,6 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     compress = [{stage: {**body, "teacher": str(fix(Path(body["teacher"])))}
                  if stage == "distill" and body.get("teacher") else body} for item in recipe.compress
                 for stage, body in item.items()]
-    return recipe.model_copy(update={"dataset": ds, "model": model, "compress": compress})
+    acc = recipe.gates.accuracy
+    gates = recipe.gates.model_copy(update={"accuracy": acc.model_copy(update={"baseline": fix(acc.baseline)})})
+    return recipe.model_copy(update={"dataset": ds, "model": model, "compress": compress, "gates": gates})

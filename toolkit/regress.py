@@ -4,9 +4,9 @@ Checks, one per variant present on both sides:
 
 - **accuracy**, two-sided per metric of the manifests: a drop beyond ``acc_tol`` points fails; a gain beyond
   it means the baseline is stale (reported; fails only with ``strict``);
-- **latency**, relative: both models timed interleaved in this run and judged on a bootstrap interval of the
-  ratio of medians (:mod:`.regress_latency`), failing only when the whole interval lies above
-  ``max_latency_ratio``;
+- **latency**, relative: both models timed interleaved in this run and judged on a block-bootstrap interval
+  of the paired latency ratio (:mod:`.regress_latency`: one thread, sequential, bounded by time), failing only
+  when the whole interval lies above ``max_latency_ratio``;
 - **size / MACs / params**: growth beyond ``size_tol`` fails.
 
 A side is a build directory (its ``manifest.json``, every variant) or one bundle directory inside a build
@@ -117,14 +117,17 @@ def size_checks(name: str, cand: Variant, base: Variant, tol: Tolerances) -> lis
 
 
 def latency_check(name: str, cand_dir: Path, base_dir: Path, tol: Tolerances, *, rounds: int,
-                  threads: int) -> Check:
+                  threads: int = 1, seconds: float = 20.0) -> Check:
+    """Time both bundles side by side (:func:`.regress_latency.compare_latency`: at most ``rounds`` rounds or
+    ``seconds``, fewer when the answer is clear)."""
     from .regress_latency import compare_latency
 
     if not (cand_dir / SIDECAR).is_file() or not (base_dir / SIDECAR).is_file():
         missing = cand_dir if not (cand_dir / SIDECAR).is_file() else base_dir
         return Check(f"{name}.latency", "latency", "skip", f"bundle {missing} is not at hand; not timed")
-    r = compare_latency(load_bundle(cand_dir), load_bundle(base_dir), rounds=rounds, threads=threads)
-    interval = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
+    r = compare_latency(load_bundle(cand_dir), load_bundle(base_dir), allowed=tol.max_latency_ratio,
+                        max_rounds=rounds, seconds=seconds, threads=threads)
+    interval = f"[{r.ci_low:.3f}, {r.ci_high:.3f}] over {r.rounds} rounds"
     if r.ci_low > tol.max_latency_ratio:
         status: Status = "fail"
         msg = (f"{r.ratio:.3f}x the baseline ({r.candidate_ms:.2f} vs {r.baseline_ms:.2f} ms median); "
@@ -136,10 +139,15 @@ def latency_check(name: str, cand_dir: Path, base_dir: Path, tol: Tolerances, *,
     return Check(f"{name}.latency", "latency", status, msg, r.to_dict())
 
 
-def run_regress(candidate: Path, baseline: Path, tol: Tolerances, *, latency: bool = True, rounds: int = 200,
-                threads: int = 0, log: Callable[[str], None] = lambda _s: None) -> list[Check]:
+def run_regress(candidate: Path, baseline: Path, tol: Tolerances, *, latency: bool = True, rounds: int = 2000,
+                threads: int = 1, seconds: float = 30.0, device: str | None = None, reeval: bool = False,
+                log: Callable[[str], None] = lambda _s: None) -> list[Check]:
     """Every check of ``candidate`` against ``baseline``; raises ``UserError`` on unusable input."""
     cand, base = open_side(candidate, "candidate"), open_side(baseline, "--baseline")
+    if reeval:  # the candidate's accuracy measured again here, not read from its manifest
+        from .regress_reeval import reevaluate
+
+        cand = Side(cand.root, cand.manifest, reevaluate(cand.root, cand.manifest, cand.variants, log=log))
     if cand.manifest.task != base.manifest.task:
         raise UserError(f"--baseline: {baseline} is a {base.manifest.task} build but the candidate is "
                         f"{cand.manifest.task}")
@@ -148,14 +156,21 @@ def run_regress(candidate: Path, baseline: Path, tol: Tolerances, *, latency: bo
         raise UserError(f"--baseline: {baseline} has none of the candidate's variants "
                         f"({', '.join(cand.variants)}; baseline: {', '.join(base.variants)})")
     checks: list[Check] = []
+    if device is not None:  # absolute p50/p99 budgets of the candidate's recipe, timed here (toolkit/gates.py)
+        from .gates import device_budget_checks
+
+        checks += device_budget_checks(cand.root, cand.manifest, cand.variants, str(cand.root / MANIFEST_NAME),
+                                       device, log=log)
+    per_variant = seconds / len(common)  # ``seconds`` bounds the whole run's timing
     for name in common:
         cv, bv = cand.variants[name], base.variants[name]
         checks += accuracy_checks(name, cv, bv, tol)
         checks += size_checks(name, cv, bv, tol)
         if latency:
-            log(f"[regress] timing {name}: candidate vs baseline, {rounds} interleaved rounds")
+            log(f"[regress] timing {name}: candidate vs baseline, interleaved, at most {rounds} rounds / "
+                f"{per_variant:g} s, {threads or 'all'} thread(s)")
             checks.append(latency_check(name, cand.root / cv.bundle, base.root / bv.bundle, tol,
-                                        rounds=rounds, threads=threads))
+                                        rounds=rounds, threads=threads, seconds=per_variant))
     for name in (v for v in base.variants if v not in cand.variants):
         checks.append(Check(f"{name}.present", "presence", "fail", f"variant {name!r} of the baseline is missing"))
     return checks

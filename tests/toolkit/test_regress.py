@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from cli_helpers import run_main
 
+from edgevision.runtime.bundle import load_bundle
 from edgevision.toolkit.manifest import SCHEMA_VERSION, load_manifest
-from edgevision.toolkit.regress_latency import ratio_interval
+from edgevision.toolkit.regress_latency import compare_latency, ratio_interval
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
 from stream_fixtures import make_bundle, make_onnx  # the runtime tests' tiny ONNX bundle
@@ -176,3 +177,26 @@ def test_bad_baselines_are_one_line_usage_errors(tmp_path: Path, spoil: Any, run
     assert r.code == 2
     assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
     assert "base" in r.err
+
+
+@pytest.mark.parametrize("spoil", [_foreign, _old, _corrupt, lambda p: None, lambda p: p.mkdir()])
+def test_bad_candidates_are_one_line_usage_errors(tmp_path: Path, spoil: Any, run_cli: Any) -> None:
+    base = make_build(tmp_path / "base")
+    cand = tmp_path / "cand"
+    spoil(cand)
+    r = run_cli(["regress", str(cand), "--baseline", str(base), "--no-latency"])
+    assert r.code == 2
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+    assert "cand" in r.err
+
+
+def test_same_model_stops_timing_early_and_a_time_bound_holds(tmp_path: Path, run_cli: Any) -> None:
+    """The sequential rule: a clear tie needs no more than the first checks' rounds; --latency-seconds caps it."""
+    base = make_build(tmp_path / "base")
+    cand = make_build(tmp_path / "cand")
+    r = run_cli(["regress", str(cand), "--baseline", str(base), "--json"])
+    lat = {c["name"]: c for c in json.loads(r.out)["checks"]}["fp32.latency"]["values"]
+    assert r.code == 0 and lat["stopped"] == "decided" and lat["rounds"] < 2000 and lat["threads"] == 1
+    # without an allowed ratio nothing is ever clear: only the time bound stops it
+    r2 = compare_latency(load_bundle(cand / "fp32"), load_bundle(base / "fp32"), max_rounds=10**6, seconds=0.5)
+    assert r2.stopped == "seconds" and 0.5 <= r2.seconds < 2.0 and r2.rounds >= 10

@@ -16,6 +16,7 @@ from edgevision.runtime.backends.trt_plan import rebuild_command
 from edgevision.runtime.fsutil import atomic_write_json, atomic_write_text, sha256_file
 
 from ..devices import DeviceProfile
+from ..gates import gates_section
 from ..manifest import SCHEMA_VERSION, check_manifest
 from ..recipe import Recipe
 from ..report_html import write_html
@@ -128,6 +129,7 @@ def render_report(m: dict[str, Any]) -> str:
             f"| {v['macs'] / 1e6:.1f} | {v['params'] / 1e3:.1f} | {v['size_bytes'] / 1024:.0f} | {_parity(v)} |"
         )
     lines += _compression_notes(m["variants"])
+    lines += gates_section(m)
     lines += ["", "Accuracy is measured on the deployed artifact: the bundle's ONNX model through the "
               "runtime's ONNX Runtime backend and postprocessing, scored with pycocotools.", "",
               "## Targets", ""]
