@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -118,9 +118,12 @@ def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, 
 
 @click.command()
 @click.argument("model", type=_PATH)
-@click.option("--source", "source_uri", required=True,
+@click.option("--source", "source_uri", default=None,
               help="File, folder, glob, v4l2:///dev/video0, csi://0, rtsp://..., http(s)://..., "
-                   "synthetic://?fps=30")
+                   "synthetic://?fps=30 (required unless --check)")
+@click.option("--check", is_flag=True,
+              help="Instead of a stream: run the bundle's golden tensors through the backend and compare with "
+                   "the outputs stored at build time; one line per output, exit 0 pass / 1 mismatch / 2 none.")
 @click.option("--sink", "sink_specs", multiple=True,
               help="Repeatable: video:out.mp4, jsonl:out.jsonl, display, http://127.0.0.1:8080[?token=T] "
                    "(beyond loopback: ?token=T, or ?insecure=1).")
@@ -147,10 +150,11 @@ def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, 
 @click.option("--no-fresh-frames", is_flag=True,
               help="Live sources: take the waiting frame at once instead of waiting (under half a frame period) "
                    "for a fresher one: ~10-15% more FPS under overload, ~20% more latency.")
-def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float | None, iou: float | None,
+def run(model: Path, source_uri: str | None, sink_specs: tuple[str, ...], conf: float | None, iou: float | None,
         max_det: int | None, backend: str, threads: int, max_frames: int | None, width: int | None,
         height: int | None, fps: float | None, loop: bool, drop_policy: str, timeout_s: float,
-        imgsz: str | None, names: str | None, task: str | None, no_status: bool, no_fresh_frames: bool) -> None:
+        imgsz: str | None, names: str | None, task: str | None, no_status: bool, no_fresh_frames: bool,
+        check: bool) -> None:
     """Run MODEL (bundle or .onnx) on a stream and send the results to sinks. Runtime-only.
 
     Prints a live status line (FPS, latency, drops) and a summary at exit; Ctrl-C (exit 130) and SIGTERM
@@ -158,6 +162,8 @@ def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float |
     Example: edgevision run runs/quickstart/fp32 --source synthetic://?fps=30
     --sink video:demo.mp4 --sink http://127.0.0.1:8080
     """
+    if check or source_uri is None:  # golden tensors (edgevision.runtime.golden), or the missing --source
+        _check_golden(model, check, source_uri, backend, threads, imgsz, names, task)
     from edgevision.runtime.pipeline import Pipeline
     from edgevision.runtime.sources import open_source
 
@@ -190,6 +196,22 @@ def run(model: Path, source_uri: str, sink_specs: tuple[str, ...], conf: float |
             _exit_if_stages_alive(holder[0])
             if holder[0].model_opened and (ok or interrupted):  # on an error: its one line only
                 click.echo(holder[0].metrics.summary(), err=True)
+
+
+def _check_golden(model: Path, check: bool, source_uri: str | None, backend: str, threads: int,
+                  imgsz: str | None, names: str | None, task: str | None) -> NoReturn:
+    """``run --check``: print the golden comparison and exit 0/1 (2 without golden tensors, via UserError)."""
+    if not check:
+        raise click.UsageError("Missing option '--source' (or --check, to compare the golden tensors).")
+    if source_uri is not None:
+        raise click.UsageError("--check runs the bundle's golden tensors; it takes no --source")
+    from edgevision.runtime.golden import check_lines
+
+    _setup_logging()
+    status, lines = check_lines(_load(model, imgsz, names, task), backend, threads)
+    for line in lines:
+        click.echo(line)
+    sys.exit(status)
 
 
 def _exit_if_stages_alive(pipe: Any) -> None:
