@@ -7,7 +7,9 @@ Checks, one per variant present on both sides:
 - **latency**, relative: both models timed interleaved in this run and judged on a bootstrap interval of the
   ratio of medians (:mod:`.regress_latency`), failing only when the whole interval lies above
   ``max_latency_ratio``;
-- **size / MACs / params**: growth beyond ``size_tol`` fails.
+- **size / MACs / params**: growth beyond ``size_tol`` fails;
+- **golden tensors**: the bundle's stored inputs through the candidate model against the stored outputs
+  (:mod:`.regress_golden`; a candidate bundle without them is a usage error unless ``golden=False``).
 
 A side is a build directory (its ``manifest.json``, every variant) or one bundle directory inside a build
 directory (that variant, found by its folder name). Exit status by the CLI: 0 all pass, 1 a regression,
@@ -137,7 +139,7 @@ def latency_check(name: str, cand_dir: Path, base_dir: Path, tol: Tolerances, *,
 
 
 def run_regress(candidate: Path, baseline: Path, tol: Tolerances, *, latency: bool = True, rounds: int = 200,
-                threads: int = 0, log: Callable[[str], None] = lambda _s: None) -> list[Check]:
+                threads: int = 0, log: Callable[[str], None] = lambda _s: None, golden: bool = True) -> list[Check]:
     """Every check of ``candidate`` against ``baseline``; raises ``UserError`` on unusable input."""
     cand, base = open_side(candidate, "candidate"), open_side(baseline, "--baseline")
     if cand.manifest.task != base.manifest.task:
@@ -152,6 +154,10 @@ def run_regress(candidate: Path, baseline: Path, tol: Tolerances, *, latency: bo
         cv, bv = cand.variants[name], base.variants[name]
         checks += accuracy_checks(name, cv, bv, tol)
         checks += size_checks(name, cv, bv, tol)
+        if golden:  # golden tensors through the candidate model (.regress_golden)
+            from .regress_golden import golden_checks
+
+            checks += golden_checks(name, cand.root / cv.bundle, base.root / bv.bundle)
         if latency:
             log(f"[regress] timing {name}: candidate vs baseline, {rounds} interleaved rounds")
             checks.append(latency_check(name, cand.root / cv.bundle, base.root / bv.bundle, tol,
