@@ -13,22 +13,35 @@ Decisions:
 - **The reference is the variant's own model on ONNX Runtime CPU** on the build machine (for the FP32
   variant the same graph the export stage proved against torch: parity max abs err 4.6e-5 on the
   quickstart). Not the FP32 outputs for every variant: INT8 differs from FP32 by its quantization error
-  (score errors of several hundredths), a tolerance that wide would let a corrupted INT8 weight through;
+  (last row of the table below: box edges off by up to 6.9 px), a tolerance that wide would let a corrupted
+  INT8 weight through;
   against its own outputs the check stays sharp and the tolerance covers only what the device's backend
   computes differently.
-- **Tolerances per precision** (:data:`TOLERANCES`), chosen from what this machine can measure of "another
-  backend computes the same model" (``scripts/golden-tolerances BUILD``, quickstart model, its FP16 and INT8
-  variants, 256 px, synthetic scenes; see the closing numbers in the script's output):
+- **Tolerances per precision** (:data:`TOLERANCES`), from what this machine can measure of "another backend
+  computes the same model": ``python scripts/golden-tolerances runs/quickstart-detect/fp32`` (the quickstart
+  detector, 256 px, 4 seeded synthetic scenes, 53,760 output values up to 254 px; onnxruntime 1.32 on the
+  2-core dev VM):
 
-  - fp32: ONNX Runtime all-graph-optimisations vs none, and torch vs ONNX Runtime (the export parity), both
-    stay under 1e-4 absolute on outputs up to ~256 px; TensorRT's TF32 kernels round the mantissa to 10
-    bits, so ``atol 1e-2, rtol 1e-3`` leaves room for TF32 and still catches one perturbed weight (the test
-    moves outputs by more than 1e-1);
-  - fp16: the FP16 graph against FP32 moves outputs by up to MEASURED_FP16; two FP16 implementations can
-    differ by about as much, so ``atol 0.05, rtol 0.01``;
-  - int8: ONNX Runtime's CPU rewrites (u8 activations, folded pairs) against the literal Q/DQ graph that
-    TensorRT computes move outputs by up to MEASURED_INT8 (a rounding flip moves a box edge by a stride's
-    share), so ``atol 0.5, rtol 0.02``.
+  ============================================  =======  =======  ===============================
+  two computations of one model                 max abs  max rel  atol needed at rtol 0.01 (99 %)
+  ============================================  =======  =======  ===============================
+  fp32 ORT, all graph optimisations vs none     4.6e-5   1.8e-5   1.3e-7
+  fp32 weights + input rounded to TF32          0.090    0.025    6.5e-4 (3.9e-8)
+  fp16 graph vs fp32 graph                      0.078    0.020    8.8e-4 (4.1e-8)
+  int8 ORT CPU rewrites vs literal Q/DQ         0        0        0
+  int8 integer kernels vs float-simulated Q/DQ  4.4      0.67     4.1 (1.3; at rtol 0.02: 0.94)
+  int8 vs fp32 (why the reference is not fp32)  6.9      1.65     6.7 (2.1)
+  ============================================  =======  =======  ===============================
+
+  - fp32 ``atol 0.01, rtol 0.01``: not 1e-3: TensorRT runs FP32 convolutions in TF32 by default on Ampere
+    and later (Jetson Orin), which rounds like the TF32 row (an underestimate: activations between layers
+    are not rounded there), 15x under the atol; two ONNX Runtime paths differ by 1e-7;
+  - fp16 ``atol 0.05, rtol 0.02``: two FP16 implementations can each sit the FP16 row's distance from FP32,
+    in opposite directions (rtol 0.02 covers twice the row's max rel err);
+  - int8 ``atol 1.0, rtol 0.02`` with up to 2 % of the values outside: an integer kernel that rounds a
+    requantization the other way flips a value by one step and moves a few box edges by pixels (the
+    integer-vs-float row: all elements need atol 3.9 at rtol 0.02, 99 % need 0.94), while a broken model
+    (the int8-vs-fp32 row has 5 % of its values beyond this) or a changed weight moves many values.
 """
 
 from __future__ import annotations
@@ -58,9 +71,9 @@ MAX_SAMPLES = 64
 
 #: per precision of the bundle (module docstring has the measurement)
 TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(atol=1e-2, rtol=1e-3),
-    "fp16": Tolerance(atol=5e-2, rtol=1e-2),
-    "int8": Tolerance(atol=5e-1, rtol=2e-2),
+    "fp32": Tolerance(atol=1e-2, rtol=1e-2),
+    "fp16": Tolerance(atol=5e-2, rtol=2e-2),
+    "int8": Tolerance(atol=1.0, rtol=2e-2, max_mismatch=0.02),
 }
 
 __all__ = ["GOLDEN_DIR", "TOLERANCES", "Golden", "GoldenIndex", "check_bundle", "check_golden", "check_lines",
@@ -75,6 +88,7 @@ class GoldenOutput(_Model):
     name: str = Field(min_length=1)
     atol: float = Field(ge=0)
     rtol: float = Field(ge=0)
+    max_mismatch: float = Field(default=0.0, ge=0, le=1, description="fraction of elements allowed outside")
 
 
 class GoldenIndex(_Model):
@@ -94,7 +108,7 @@ class Golden:
     outputs: dict[str, np.ndarray]  # name -> [samples, *output shape]
 
     def tolerances(self) -> dict[str, Tolerance]:
-        return {o.name: Tolerance(o.atol, o.rtol) for o in self.index.outputs}
+        return {o.name: Tolerance(o.atol, o.rtol, o.max_mismatch) for o in self.index.outputs}
 
 
 def make_golden(model_path: Path, precision: str, tensors: Sequence[dict[str, np.ndarray]], *, source: str,
@@ -114,7 +128,8 @@ def make_golden(model_path: Path, precision: str, tensors: Sequence[dict[str, np
     names = list(outs[0])
     index = GoldenIndex(
         samples=len(tensors), inputs=list(tensors[0]),
-        outputs=[GoldenOutput(name=n, atol=tol.atol, rtol=tol.rtol) for n in names], precision=precision,
+        outputs=[GoldenOutput(name=n, atol=tol.atol, rtol=tol.rtol, max_mismatch=tol.max_mismatch) for n in names],
+        precision=precision,
         reference=f"onnxruntime {onnxruntime.__version__} CPU, {model_path.name}", source=source)
     return Golden(index, _stacked(tensors), _stacked(outs))
 

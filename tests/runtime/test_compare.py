@@ -57,6 +57,20 @@ def test_nan_never_matches_and_is_the_worst_element() -> None:
     assert not compare_arrays(np.array([1.0]), np.array([np.nan]), atol=1e9, rtol=0).ok
 
 
+def test_an_allowed_mismatch_fraction_passes_a_few_outliers_but_never_a_nan() -> None:
+    expected = np.zeros(100)
+    got = np.zeros(100)
+    got[:3] = 5.0  # 3 % of the elements far off
+    assert not compare_arrays(got, expected, atol=0.1, rtol=0).ok
+    r = compare_arrays(got, expected, atol=0.1, rtol=0, max_mismatch=0.03)
+    assert r.ok and r.mismatches == 3 and "allowed 3.00%" in r.line()
+    assert not compare_arrays(got, expected, atol=0.1, rtol=0, max_mismatch=0.02).ok
+    got[3] = np.nan
+    assert not compare_arrays(got, expected, atol=0.1, rtol=0, max_mismatch=0.5).ok
+    per_output = compare_outputs({"o": got[:3]}, {"o": expected[:3]}, {"o": Tolerance(0.1, 0, max_mismatch=1.0)})
+    assert per_output[0].ok
+
+
 def test_infinities_match_only_the_same_infinity() -> None:
     assert compare_arrays(np.array([np.inf, -np.inf]), np.array([np.inf, -np.inf]), atol=0, rtol=0).ok
     r = compare_arrays(np.array([np.inf, 0.0]), np.array([-np.inf, 0.0]), atol=1e9, rtol=1e9)
