@@ -10,7 +10,8 @@ Per variant, one JUnit case per model output for each of:
   baseline computed?). That holds only for the same trained weights: when the two bundles come from
   different weights (provenance ``checkpoint_hash``, else ``onnx_hash``, differ: a retrain, an earlier
   epoch) their outputs are expected to differ, so the case is reported as skipped with the measured error,
-  and accuracy decides; with the same weights (a new exporter, simplifier, opset or runtime) it gates.
+  and accuracy decides; with the same weights (a new exporter, simplifier, opset or runtime) it gates. A
+  candidate with other inputs (another input size) skips it, saying so.
 
 A candidate bundle without ``golden/`` is a usage error (exit 2) unless the caller opts out (``--no-golden``);
 a baseline without it only drops the second check.
@@ -64,6 +65,12 @@ def golden_checks(name: str, cand_dir: Path, base_dir: Path, *, backend: str = "
             why = "has no golden tensors" if (base_dir / SIDECAR).is_file() else "is not at hand"
             checks.append(Check(f"{name}.golden_baseline", "golden", "skip",
                                 f"baseline bundle {base_dir} {why}; candidate checked against its own only"))
+            return checks
+        shapes = {k: list(v.shape[1:]) for k, v in golden.inputs.items()}
+        base_shapes = {k: list(v.shape[1:]) for k, v in base_golden.inputs.items()}
+        if shapes != base_shapes:
+            checks.append(Check(f"{name}.golden_baseline", "golden", "skip",
+                                f"the baseline's golden inputs {base_shapes} do not fit the candidate's {shapes}"))
             return checks
         same, detail = _same_weights(cand, load_bundle(base_dir))
         for r in check_golden(base_golden, be.infer):

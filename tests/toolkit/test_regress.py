@@ -169,8 +169,12 @@ def test_a_much_slower_model_fails_the_latency_gate(tmp_path: Path, run_cli: Any
     slow = make_build(tmp_path / "slow", image_side=640)  # 400x the pixels to average
     r = run_cli(["regress", str(slow), "--baseline", str(base), "--rounds", "40", "--json"])
     assert r.code == 1
-    lat = {c["name"]: c for c in json.loads(r.out)["checks"]}["fp32.latency"]
+    checks = {c["name"]: c for c in json.loads(r.out)["checks"]}
+    lat = checks["fp32.latency"]
     assert lat["status"] == "fail" and lat["values"]["ci_low"] > 1.10
+    # another input size: the baseline's golden inputs do not fit the candidate, said and skipped
+    cross = checks["fp32.golden_baseline"]
+    assert cross["status"] == "skip" and "do not fit" in cross["message"]
 
 
 def test_size_growth_beyond_tolerance_fails(tmp_path: Path, run_cli: Any) -> None:
