@@ -4,7 +4,9 @@ A bundle may hold ``golden/``: ``index.json`` (:class:`GoldenIndex`: input and o
 atol/rtol, what produced the reference), ``inputs.npz`` and ``outputs.npz`` (one array per tensor name, the
 samples stacked on a new leading axis). ``edgevision run MODEL --check`` and ``edgevision regress`` feed the
 inputs through whatever backend is in use here and compare with :mod:`.compare`. A bundle without
-``golden/`` (older builds) loads and runs everywhere as before; only the check needs it.
+``golden/`` (older builds) loads and runs everywhere as before; only the check needs it. The sidecar does
+not reference the folder: its place is fixed, and a new sidecar key would make older runtimes (whose schema
+forbids unknown keys) refuse new bundles.
 
 Decisions:
 
