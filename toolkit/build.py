@@ -40,6 +40,7 @@ from .stages.train import CHECKPOINT, train_stage
 
 ONNX_NAME = "model.onnx"
 BENCH_METHOD = 3  # 2: rotating order, no ORT spin-waiting; 3: torch timed apart (bump to re-time cached variants)
+BUNDLE_METHOD = 2  # 2: bundles carry golden/ tensors (a cache from before serves bundles without them)
 EVAL_METHOD = 3  # 2: yolo keeps max_det boxes after NMS (re-scores caches); 3: + per-class PR curves
 
 
@@ -147,7 +148,8 @@ def build_variant(
     meta_extra = load_checkpoint(ckpt)[1].extra if torch_model else {}
     extra = {k: meta_extra[k] for k in ("sparsity",) if k in meta_extra}
     bundled = cache.run(
-        "bundle", {"onnx": onnx_hash, "recipe": recipe.artifact_digest(), "precision": precision, "extra": extra},
+        "bundle", {"method": BUNDLE_METHOD, "onnx": onnx_hash, "recipe": recipe.artifact_digest(),
+                   "precision": precision, "extra": extra},
         lambda d: write_bundle(d, onnx_path, make_sidecar(
             recipe, contract, list(data.train.class_names), precision=precision, provenance=provenance,
             keypoints=keypoint_spec(data.train),

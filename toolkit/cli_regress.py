@@ -75,6 +75,7 @@ def markdown(cases: list[Check], strict: bool, candidate: Path, baseline: Path) 
               help="Re-evaluate the candidate's bundles on its recipe's eval split (through the runtime) instead "
                    "of using its manifest's metrics.")
 @click.option("--no-latency", is_flag=True, help="Skip the timing (accuracy and size only).")
+@click.option("--no-golden", is_flag=True, help="Skip the golden-tensor checks (bundles built without golden/).")
 @click.option("--strict", is_flag=True, help="A stale baseline (accuracy gain beyond tolerance) fails too.")
 @click.option("--junit", type=_PATH, default=None, help="Write JUnit XML (one test case per check).")
 @click.option("--markdown", "md", type=_PATH, default=None, help="Write a markdown summary.")
@@ -86,7 +87,7 @@ def markdown(cases: list[Check], strict: bool, candidate: Path, baseline: Path) 
 def regress(candidate: Path, baseline: Path, acc_tol: float, metrics: tuple[str, ...], max_latency_ratio: float,
             size_tol: float, rounds: int, latency_seconds: float, threads: int, device: str | None,
             reeval: bool, no_latency: bool, strict: bool, junit: Path | None, md: Path | None, as_json: bool,
-            history: Path | None, update_baseline: bool) -> None:
+            history: Path | None, update_baseline: bool, no_golden: bool) -> None:
     """Gate CANDIDATE (a build directory, or a bundle inside one) against --baseline.
 
     Exit 0 when every check passes, 1 on a regression, 2 on a usage error.
@@ -97,7 +98,8 @@ def regress(candidate: Path, baseline: Path, acc_tol: float, metrics: tuple[str,
     tol = Tolerances(acc_tol=acc_tol, max_latency_ratio=max_latency_ratio, size_tol=size_tol, strict=strict,
                      **({"metrics": metrics} if metrics else {}))
     checks = run_regress(candidate, baseline, tol, latency=not no_latency, rounds=rounds, threads=threads,
-                         seconds=latency_seconds, device=device, reeval=reeval, log=lambda s: click.echo(s, err=True))
+                         seconds=latency_seconds, device=device, reeval=reeval,
+                         log=lambda s: click.echo(s, err=True), golden=not no_golden)
     result = summary(checks, strict)
     if junit is not None:
         atomic_write_bytes(junit, junit_xml(checks, strict))

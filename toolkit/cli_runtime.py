@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -130,6 +130,9 @@ def bench(model: Path, source_uri: str | None, frames: int | None, rounds: int, 
                    "synthetic://?fps=30. Repeatable: several streams share one batched inference call.")
 @click.option("--sources", "sources_file", type=_PATH, default=None,
               help="YAML listing the streams (uri, optional name, optional sinks per stream) instead of --source.")
+@click.option("--check", is_flag=True,
+              help="Instead of a stream: run the bundle's golden tensors through the backend and compare with "
+                   "the outputs stored at build time; one line per output, exit 0 pass / 1 mismatch / 2 none.")
 @click.option("--sink", "sink_specs", multiple=True,
               help="Repeatable: video:out.mp4, jsonl:out.jsonl, display, http://127.0.0.1:8080[?token=T] "
                    "(beyond loopback: ?token=T, or ?insecure=1).")
@@ -173,7 +176,7 @@ def run(model: Path, source_uris: tuple[str, ...], sources_file: Path | None, si
         max_frames: int | None, width: int | None, height: int | None, fps: float | None, loop: bool,
         drop_policy: str, timeout_s: float, imgsz: str | None, names: str | None, task: str | None,
         no_status: bool, no_fresh_frames: bool, replicas: int | None, batch_timeout_ms: float,
-        as_json: bool, track: bool, track_buffer: int) -> None:
+        as_json: bool, track: bool, track_buffer: int, check: bool) -> None:
     """Run MODEL (bundle or .onnx) on a stream and send the results to sinks. Runtime-only.
 
     Prints a live status line (FPS, latency, drops) and a summary at exit; Ctrl-C (exit 130) and SIGTERM
@@ -185,6 +188,8 @@ def run(model: Path, source_uris: tuple[str, ...], sources_file: Path | None, si
     (one frame per stream, newest frame for live streams, every frame of files); --max-frames counts per
     stream; a stream that fails is reported and the others go on (exit 1 at the end if any failed).
     """
+    if check:  # golden tensors (edgevision.runtime.golden) instead of a stream
+        _check_golden(model, bool(source_uris) or sources_file is not None, backend, threads, imgsz, names, task)
     import time
 
     from edgevision.runtime.pipeline import Pipeline
@@ -272,6 +277,20 @@ def _print_summary(pipe: Any, failures: list[str], as_json: bool, status: str) -
         click.echo(json.dumps({**snap, "exit": status, "failed_to_open": failures}))
     else:
         click.echo(pipe.metrics.summary(), err=True)
+
+
+def _check_golden(model: Path, with_source: bool, backend: str, threads: int,
+                  imgsz: str | None, names: str | None, task: str | None) -> NoReturn:
+    """``run --check``: print the golden comparison and exit 0/1 (2 without golden tensors, via UserError)."""
+    if with_source:
+        raise click.UsageError("--check runs the bundle's golden tensors; it takes no --source/--sources")
+    from edgevision.runtime.golden import check_lines
+
+    _setup_logging()
+    status, lines = check_lines(_load(model, imgsz, names, task), backend, threads)
+    for line in lines:
+        click.echo(line)
+    sys.exit(status)
 
 
 def _exit_if_stages_alive(pipe: Any) -> None:

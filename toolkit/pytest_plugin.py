@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .manifest import Variant
     from .regress import Check
 
-__all__ = ["assert_accuracy", "assert_latency", "assert_size"]
+__all__ = ["assert_accuracy", "assert_golden", "assert_latency", "assert_size"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -99,3 +99,18 @@ def assert_latency(candidate: Path, baseline: Path, *, max_ratio: float = 1.10, 
     t = Tolerances(max_latency_ratio=max_ratio)
     _fail_on([latency_check(n, cd, bd, t, rounds=rounds, threads=threads, seconds=seconds)
               for n, cd, bd, _, _ in _pairs(candidate, baseline)], strict=False)
+
+
+def assert_golden(candidate: Path, baseline: Path, *, backend: str = "auto") -> None:
+    """Golden tensors of every common variant, as `edgevision regress` checks them: the candidate bundle
+    reproduces its stored outputs on ``backend``, and the baseline's too when both come from the same weights."""
+    from edgevision.runtime.errors import UserError
+
+    from .regress_golden import golden_checks
+
+    try:
+        checks = [c for n, cd, bd, _, _ in _pairs(candidate, baseline)
+                  for c in golden_checks(n, cd, bd, backend=backend)]
+    except UserError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    _fail_on(checks, strict=False)

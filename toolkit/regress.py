@@ -7,7 +7,9 @@ Checks, one per variant present on both sides:
 - **latency**, relative: both models timed interleaved in this run and judged on a block-bootstrap interval
   of the paired latency ratio (:mod:`.regress_latency`: one thread, sequential, bounded by time), failing only
   when the whole interval lies above ``max_latency_ratio``;
-- **size / MACs / params**: growth beyond ``size_tol`` fails.
+- **size / MACs / params**: growth beyond ``size_tol`` fails;
+- **golden tensors**: the bundle's stored inputs through the candidate model against the stored outputs
+  (:mod:`.regress_golden`; a candidate bundle without them is a usage error unless ``golden=False``).
 
 A side is a build directory (its ``manifest.json``, every variant) or one bundle directory inside a build
 directory (that variant, found by its folder name). Exit status by the CLI: 0 all pass, 1 a regression,
@@ -141,7 +143,7 @@ def latency_check(name: str, cand_dir: Path, base_dir: Path, tol: Tolerances, *,
 
 def run_regress(candidate: Path, baseline: Path, tol: Tolerances, *, latency: bool = True, rounds: int = 2000,
                 threads: int = 1, seconds: float = 30.0, device: str | None = None, reeval: bool = False,
-                log: Callable[[str], None] = lambda _s: None) -> list[Check]:
+                log: Callable[[str], None] = lambda _s: None, golden: bool = True) -> list[Check]:
     """Every check of ``candidate`` against ``baseline``; raises ``UserError`` on unusable input."""
     cand, base = open_side(candidate, "candidate"), open_side(baseline, "--baseline")
     if reeval:  # the candidate's accuracy measured again here, not read from its manifest
@@ -166,6 +168,10 @@ def run_regress(candidate: Path, baseline: Path, tol: Tolerances, *, latency: bo
         cv, bv = cand.variants[name], base.variants[name]
         checks += accuracy_checks(name, cv, bv, tol)
         checks += size_checks(name, cv, bv, tol)
+        if golden:  # golden tensors through the candidate model (.regress_golden)
+            from .regress_golden import golden_checks
+
+            checks += golden_checks(name, cand.root / cv.bundle, base.root / bv.bundle)
         if latency:
             log(f"[regress] timing {name}: candidate vs baseline, interleaved, at most {rounds} rounds / "
                 f"{per_variant:g} s, {threads or 'all'} thread(s)")

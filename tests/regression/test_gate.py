@@ -5,6 +5,8 @@ pytest plugin's helpers (the semantics of `edgevision regress`).
 Tolerances are wider than a user's default: 40 validation images make mAP move by about a point when a
 library's kernels change, and the committed model is timed side by side with the fresh one here, so a
 slowdown of the export or the runtime shows as a ratio, not as milliseconds of this machine.
+The committed bundle carries golden/ (its own outputs on two synthetic scenes, 80 KB; added to the committed
+model with the bundle stage's writer, `golden_tensors` + `make_golden` + `write_golden`).
 Refresh the baseline after an intended change: `edgevision regress OUT --baseline tests/regression/baseline
 --update-baseline` on a build of the recipe (see conftest.py), and say why in the commit.
 """
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from edgevision.toolkit.pytest_plugin import assert_accuracy, assert_latency, assert_size
+from edgevision.toolkit.pytest_plugin import assert_accuracy, assert_golden, assert_latency, assert_size
 
 BASELINE = Path(__file__).parent / "baseline"
 
@@ -26,4 +28,5 @@ def test_tiny_build_holds_the_committed_baseline(tiny_build: tuple[Path, dict[st
     out, _ = tiny_build
     assert_accuracy(out, BASELINE, tol_points=3.0)
     assert_size(out, BASELINE, tol=0.05)
+    assert_golden(out, BASELINE)  # the fresh bundle reproduces its golden outputs (the baseline's: same weights only)
     assert_latency(out, BASELINE, max_ratio=1.25, rounds=100)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgevision.runtime.bundle import load_bundle
+from edgevision.runtime.golden import TOLERANCES, check_lines, load_golden
 from edgevision.toolkit import build as build_mod
 from edgevision.toolkit.build import build
 
@@ -71,6 +72,22 @@ def test_bundle_is_complete(built: tuple[Path, Path, dict]) -> None:
     assert s.provenance.recipe_hash == manifest["recipe_artifact_hash"]
     assert s.provenance.dataset_hash == manifest["dataset"]["hash"]
     assert {"torch", "onnx", "onnxruntime"} <= s.provenance.tools.keys()
+
+
+def test_bundle_carries_golden_tensors_that_its_model_reproduces(built: tuple[Path, Path, dict]) -> None:
+    _, out, _ = built
+    g = load_golden(out / "fp32")
+    assert g is not None and g.index.precision == "fp32" and g.index.samples == 2
+    assert g.inputs["images"].shape == (2, 1, 3, 64, 64) and g.inputs["images"].dtype == np.float32
+    assert [o.name for o in g.index.outputs] == ["output0"]
+    assert (g.index.outputs[0].atol, g.index.outputs[0].rtol) == (TOLERANCES["fp32"].atol, TOLERANCES["fp32"].rtol)
+    # the stored outputs are the bundled model's own (recomputed here with a fresh session), on preprocessed
+    # pixels (values of k/255)
+    assert np.allclose(g.inputs["images"] * 255, np.round(g.inputs["images"] * 255), atol=1e-4)
+    status, lines = check_lines(load_bundle(out / "fp32"), "onnxruntime")
+    assert status == 0, lines
+    size = sum(p.stat().st_size for p in (out / "fp32" / "golden").iterdir())
+    assert size < 200_000  # small: two 64 px inputs and their outputs
 
 
 def test_rerun_is_cached_and_config_change_reruns_only_what_follows(built: tuple[Path, Path, dict]) -> None:

@@ -7,14 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_regress import make_build
+from test_regress import make_build, nudge_stored_output
 
 USER_TEST = """
-from edgevision.toolkit.pytest_plugin import assert_accuracy, assert_size
+from edgevision.toolkit.pytest_plugin import assert_accuracy, assert_golden, assert_size
 
 def test_gate(edgevision_candidate, edgevision_baseline):
     assert_accuracy(edgevision_candidate, edgevision_baseline, tol_points=0.5)
     assert_size(edgevision_candidate, edgevision_baseline)
+    assert_golden(edgevision_candidate, edgevision_baseline)
 """
 
 
@@ -33,6 +34,17 @@ def test_options_feed_the_fixtures_and_a_drop_fails_with_its_message(tmp_path: P
     assert ok.returncode == 0 and "1 passed" in ok.stdout, ok.stdout + ok.stderr
     bad = _pytest(tmp_path, "--edgevision-candidate", str(drop), "--edgevision-baseline", str(base))
     assert bad.returncode == 1 and "fp32.accuracy.map50_95: map50_95 dropped 2.00 pt" in bad.stdout
+
+
+def test_assert_golden_fails_on_a_bundle_that_no_longer_reproduces_its_outputs(tmp_path: Path) -> None:
+    base = make_build(tmp_path / "base")
+    cand = make_build(tmp_path / "cand")
+    nudge_stored_output(cand / "fp32")
+    bad = _pytest(tmp_path, "--edgevision-candidate", str(cand), "--edgevision-baseline", str(base))
+    assert bad.returncode == 1 and "fp32.golden.output0: max abs err 1," in bad.stdout, bad.stdout
+    old = make_build(tmp_path / "old", golden=False)
+    r = _pytest(tmp_path, "--edgevision-candidate", str(old), "--edgevision-baseline", str(base))
+    assert r.returncode == 1 and "has no golden tensors" in r.stdout and "Traceback" not in r.stdout
 
 
 def test_without_options_the_gate_is_skipped_with_the_reason(tmp_path: Path) -> None:

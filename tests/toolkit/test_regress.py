@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import sys
 import xml.etree.ElementTree as ET
@@ -14,8 +15,10 @@ import pytest
 from cli_helpers import run_main
 
 from edgevision.runtime.bundle import load_bundle
+from edgevision.runtime.golden import make_golden, write_golden
 from edgevision.toolkit.manifest import SCHEMA_VERSION, load_manifest
 from edgevision.toolkit.regress_latency import compare_latency, ratio_interval
+from edgevision.toolkit.stages.bundle import golden_tensors
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
 from stream_fixtures import make_bundle, make_onnx  # the runtime tests' tiny ONNX bundle
@@ -43,7 +46,7 @@ def _manifest(metrics: dict[str, float], size: int = 1000, macs: int = 10_000) -
 
 
 def make_build(root: Path, metrics: dict[str, float] | None = None, *, size: int = 1000,
-               image_side: int = 32) -> Path:
+               image_side: int = 32, golden: bool = True) -> Path:
     """A build directory: manifest + one bundle whose model's cost grows with ``image_side``."""
     bundle = make_bundle(root / "fp32")
     if image_side != 32:
@@ -51,9 +54,32 @@ def make_build(root: Path, metrics: dict[str, float] | None = None, *, size: int
         side = json.loads((bundle / "edgevision.json").read_text())
         side["input"]["shape"] = [1, 3, image_side, image_side]
         (bundle / "edgevision.json").write_text(json.dumps(side))
+    if golden:
+        add_golden(bundle)
     m = _manifest(metrics if metrics is not None else {"map50_95": 0.60, "map50": 0.80}, size=size)
     (root / "manifest.json").write_text(json.dumps(m))
     return root
+
+
+def add_golden(bundle: Path, checkpoint_hash: str | None = None) -> None:
+    """golden/ as a build writes it (the bundle stage's writer), and optionally the weights' provenance hash."""
+    if checkpoint_hash is not None:
+        side = json.loads((bundle / "edgevision.json").read_text())
+        side["provenance"] = {"checkpoint_hash": checkpoint_hash}
+        (bundle / "edgevision.json").write_text(json.dumps(side))
+    sidecar = load_bundle(bundle).sidecar
+    feeds, source = golden_tensors(sidecar)
+    write_golden(bundle, make_golden(bundle / "model.onnx", "fp32", feeds, source=source))
+
+
+def nudge_stored_output(bundle: Path, delta: float = 1.0) -> None:
+    path = bundle / "golden" / "outputs.npz"
+    with np.load(path) as data:
+        out = {k: data[k].copy() for k in data.files}
+    out["output0"][0, 0, 0, 0] += delta
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **out)
+    path.write_bytes(buf.getvalue())
 
 
 def test_bootstrap_interval_brackets_a_tie_and_excludes_a_real_slowdown() -> None:
@@ -76,7 +102,8 @@ def test_same_build_passes_every_check_and_writes_junit_and_markdown(tmp_path: P
     assert r.code == 0, r.err
     suite = ET.parse(tmp_path / "j.xml").getroot()
     names = {c.get("name") for c in suite.iter("testcase")}
-    assert {"fp32.accuracy.map50_95", "fp32.accuracy.map50", "fp32.latency", "fp32.size.size_bytes"} <= names
+    assert {"fp32.accuracy.map50_95", "fp32.accuracy.map50", "fp32.latency", "fp32.size.size_bytes",
+            "fp32.golden.output0", "fp32.golden_baseline.output0"} <= names
     assert suite.get("failures") == "0"
     assert "passed" in (tmp_path / "r.md").read_text()
 
@@ -97,13 +124,57 @@ def test_accuracy_drop_fails_gain_is_stale_and_fails_only_when_strict(tmp_path: 
     assert run_cli(["regress", str(drop), "--baseline", str(base), "--no-latency", "--acc-tol", "1.5"]).code == 0
 
 
+def test_golden_checks_gate_the_candidate_and_the_baselines_outputs(tmp_path: Path, run_cli: Any) -> None:
+    base, cand = make_build(tmp_path / "base"), make_build(tmp_path / "cand")
+    for b in (base, cand):
+        add_golden(b / "fp32", checkpoint_hash="same-weights")
+
+    def golden_cases() -> dict[str, dict[str, Any]]:
+        r = run_cli(["regress", str(cand), "--baseline", str(base), "--no-latency", "--json"])
+        cases = {c["name"]: c for c in json.loads(r.out)["checks"] if c["kind"] == "golden"}
+        return {"code": r.code, **cases}
+
+    got = golden_cases()
+    assert got["code"] == 0
+    assert got["fp32.golden.output0"]["status"] == got["fp32.golden_baseline.output0"]["status"] == "pass"
+    nudge_stored_output(base / "fp32")  # the baseline computed something else than the candidate now does
+    got = golden_cases()
+    assert got["code"] == 1 and got["fp32.golden_baseline.output0"]["status"] == "fail"
+    assert got["fp32.golden_baseline.output0"]["values"]["worst_index"] == [0, 0, 0, 0]
+    add_golden(cand / "fp32", checkpoint_hash="retrained")  # other weights: reported, not gated
+    got = golden_cases()
+    assert got["code"] == 0 and got["fp32.golden_baseline.output0"]["status"] == "skip"
+    assert "other weights" in got["fp32.golden_baseline.output0"]["message"]
+    nudge_stored_output(cand / "fp32")  # the candidate bundle no longer reproduces its own outputs
+    got = golden_cases()
+    assert got["code"] == 1 and got["fp32.golden.output0"]["status"] == "fail"
+
+
+def test_a_candidate_without_golden_is_a_usage_error_unless_no_golden(tmp_path: Path, run_cli: Any) -> None:
+    base = make_build(tmp_path / "base", golden=False)
+    cand = make_build(tmp_path / "cand", golden=False)
+    r = run_cli(["regress", str(cand), "--baseline", str(base), "--no-latency"])
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+    assert "no golden tensors" in r.err and str(cand / "fp32") in r.err and "--no-golden" in r.err
+    r = run_cli(["regress", str(cand), "--baseline", str(base), "--no-latency", "--no-golden", "--json"])
+    assert r.code == 0 and not [c for c in json.loads(r.out)["checks"] if c["kind"] == "golden"]
+    add_golden(cand / "fp32")  # a baseline from before golden tensors: only the candidate's own check runs
+    r = run_cli(["regress", str(cand), "--baseline", str(base), "--no-latency", "--json"])
+    cases = {c["name"]: c["status"] for c in json.loads(r.out)["checks"] if c["kind"] == "golden"}
+    assert r.code == 0 and cases == {"fp32.golden.output0": "pass", "fp32.golden_baseline": "skip"}
+
+
 def test_a_much_slower_model_fails_the_latency_gate(tmp_path: Path, run_cli: Any) -> None:
     base = make_build(tmp_path / "base")
     slow = make_build(tmp_path / "slow", image_side=640)  # 400x the pixels to average
     r = run_cli(["regress", str(slow), "--baseline", str(base), "--rounds", "40", "--json"])
     assert r.code == 1
-    lat = {c["name"]: c for c in json.loads(r.out)["checks"]}["fp32.latency"]
+    checks = {c["name"]: c for c in json.loads(r.out)["checks"]}
+    lat = checks["fp32.latency"]
     assert lat["status"] == "fail" and lat["values"]["ci_low"] > 1.10
+    # another input size: the baseline's golden inputs do not fit the candidate, said and skipped
+    cross = checks["fp32.golden_baseline"]
+    assert cross["status"] == "skip" and "do not fit" in cross["message"]
 
 
 def test_size_growth_beyond_tolerance_fails(tmp_path: Path, run_cli: Any) -> None:

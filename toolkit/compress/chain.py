@@ -55,7 +55,7 @@ def make_scorer(recipe: Recipe, data: PreparedData, offset: int, count: int, bas
 
     def score(onnx_path: Path) -> float:
         with tempfile.TemporaryDirectory() as tmp:
-            write_bundle(Path(tmp), onnx_path, sidecar)
+            write_bundle(Path(tmp), onnx_path, sidecar, golden=False)
             ev = recipe.eval
             result = evaluate_bundle(load_bundle(Path(tmp)), subset, conf=ev.conf, iou=ev.iou, max_det=ev.max_det)
         return float(result.get(key, 0.0))

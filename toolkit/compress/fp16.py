@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from edgevision.runtime.backends.onnxruntime import OrtBackend
+from edgevision.runtime.compare import anchors_above, compare_arrays
 from edgevision.runtime.fsutil import atomic_write_bytes
 
 
@@ -38,19 +39,19 @@ def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
 def output_parity(reference: Path, candidate: Path, feeds: list[np.ndarray], input_name: str,
                   min_score: float = 0.25) -> dict[str, float]:
     """Max abs error of the box channels (pixels) and of the score/keypoint channels, over the anchors the
-    reference model scores above ``min_score`` (the ones that become detections)."""
+    reference model scores above ``min_score`` (the ones that become detections), by the runtime's comparator."""
     box = rest = 0.0
     with OrtBackend(reference, providers=["CPUExecutionProvider"]) as ref, \
             OrtBackend(candidate, providers=["CPUExecutionProvider"]) as cand:
         for x in feeds:
             a = next(iter(ref.infer({input_name: x}).values()))[0].astype(np.float64)  # [4 + C (+3K), N]
             b = next(iter(cand.infer({input_name: x}).values()))[0].astype(np.float64)
-            keep = a[4:].max(0) > min_score if a.shape[0] > 4 else np.ones(a.shape[1], bool)
+            keep = anchors_above(a, min_score)
             if not keep.any():
                 continue
-            box = max(box, float(np.abs(a[:4, keep] - b[:4, keep]).max()))
+            box = max(box, compare_arrays(b[:4, keep], a[:4, keep], atol=0, rtol=0).max_abs_err)
             if a.shape[0] > 4:
-                rest = max(rest, float(np.abs(a[4:, keep] - b[4:, keep]).max()))
+                rest = max(rest, compare_arrays(b[4:, keep], a[4:, keep], atol=0, rtol=0).max_abs_err)
     return {"max_abs_err_box_px": round(box, 5), "max_abs_err_scores": round(rest, 5), "samples": len(feeds)}
 
 

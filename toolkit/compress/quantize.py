@@ -123,8 +123,10 @@ class Quantizer:
 
 def output_error(reference: Path, candidate: Path, feeds: list[np.ndarray], input_name: str) -> float:
     """Proxy of a quantized model's damage: over anchors the FP32 model scores > 0.05, the mean box error
-    (relative to the box size) plus the mean absolute score error. Cheap enough to rank every layer."""
+    (relative to the box size) plus the mean absolute score error (errors by the runtime's comparator's rule).
+    Cheap enough to rank every layer."""
     from edgevision.runtime.backends.onnxruntime import OrtBackend
+    from edgevision.runtime.compare import abs_errors, anchors_above
 
     errs: list[float] = []
     with OrtBackend(reference, providers=["CPUExecutionProvider"]) as ref, \
@@ -132,13 +134,12 @@ def output_error(reference: Path, candidate: Path, feeds: list[np.ndarray], inpu
         for x in feeds:
             a = next(iter(ref.infer({input_name: x}).values()))[0]  # [4 + C (+3K), N]
             b = next(iter(cand.infer({input_name: x}).values()))[0]
-            scores_a = a[4:].max(0) if a.shape[0] > 4 else np.ones(a.shape[1])
-            keep = scores_a > 0.05
+            keep = anchors_above(a, 0.05)
             if not keep.any():
                 continue
             size = np.maximum(a[2:4, keep].max(0), 1.0)
-            box = (np.abs(a[:4, keep] - b[:4, keep]).max(0) / size).mean()
-            score = np.abs(a[4:, keep] - b[4:, keep]).mean() if a.shape[0] > 4 else 0.0
+            box = (abs_errors(b[:4, keep], a[:4, keep]).max(0) / size).mean()
+            score = abs_errors(b[4:, keep], a[4:, keep]).mean() if a.shape[0] > 4 else 0.0
             errs.append(float(box + score))
     return float(np.mean(errs)) if errs else 0.0
 

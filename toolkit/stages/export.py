@@ -13,12 +13,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
 
 from edgevision.runtime.backends.onnxruntime import OrtBackend
+from edgevision.runtime.compare import compare_arrays
 from edgevision.runtime.errors import UserError
 from edgevision.runtime.fsutil import atomic_write_bytes
 
@@ -82,7 +82,8 @@ def check_parity(
     rtol: float = 1e-3,
     seed: int = 0,
 ) -> ParityResult:
-    """Compare torch and ONNX Runtime outputs on fresh random images (uniform in [0, 1])."""
+    """Compare torch and ONNX Runtime outputs on fresh random images (uniform in [0, 1]) with the runtime's
+    comparator (``edgevision.runtime.compare``: ``|ort - torch| <= atol + rtol * |torch|``)."""
     gen = torch.Generator().manual_seed(seed)
     backend = OrtBackend(onnx_path)
     max_abs = max_rel = 0.0
@@ -93,12 +94,12 @@ def check_parity(
             with torch.no_grad():
                 ref = model.eval()(x).numpy()
             got = backend.infer({INPUT_NAME: x.numpy()})[OUTPUT_NAME]
-            if got.shape != ref.shape:
-                raise UserError(f"{onnx_path}: ONNX output shape {list(got.shape)} != torch {list(ref.shape)}")
-            err = np.abs(got.astype(np.float64) - ref)
-            max_abs = max(max_abs, float(err.max()))
-            max_rel = max(max_rel, float((err / np.maximum(np.abs(ref), atol)).max()))
-            ok = ok and bool(np.allclose(got, ref, atol=atol, rtol=rtol))
+            r = compare_arrays(got, ref, atol=atol, rtol=rtol, name=OUTPUT_NAME)
+            if r.reason is not None:
+                raise UserError(f"{onnx_path}: ONNX output {r.reason} (torch)")
+            max_abs = max(max_abs, r.max_abs_err)
+            max_rel = max(max_rel, r.max_rel_err)
+            ok = ok and r.ok
     finally:
         backend.close()
     return ParityResult(max_abs, max_rel, samples, ok)
