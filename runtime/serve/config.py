@@ -13,19 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..net import is_loopback
 
 __all__ = ["ServeConfig", "is_loopback"]
 
 
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass

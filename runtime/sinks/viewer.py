@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import json
 import logging
 import select
@@ -39,6 +38,7 @@ import numpy as np
 from ..draw import _cv2, draw_detections
 from ..errors import UserError
 from ..frames import Frame
+from ..net import is_loopback
 from ..prometheus import to_prometheus
 from ..results import Detections
 from .files import result_record
@@ -64,15 +64,6 @@ class _Stream:
 
 class _Server(LimitedHTTPServer):
     viewer: LiveViewer
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class LiveViewer:
