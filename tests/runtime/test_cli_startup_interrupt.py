@@ -28,6 +28,12 @@ ROOT = Path(__file__).resolve().parents[2]
 FRAME = re.compile(r'File "([^"]+)", line \d+, in (\S+)')
 
 
+
+def _default_sigint() -> None:
+    # a shell without job control (`cmd &` in a script, nohup) starts jobs with SIGINT ignored and children
+    # inherit it; the entry point rightly leaves an ignored SIGINT alone, so the test restores the default
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def console_script_code() -> str:
     """What pip's wrapper for ``[project.scripts] edgevision`` runs (independent of what is installed here)."""
     m = re.search(r'^edgevision = "([\w.]+):(\w+)"', (ROOT / "pyproject.toml").read_text(), re.M)
@@ -56,7 +62,8 @@ def test_ctrl_c_during_startup_is_one_line(tmp_path: Path) -> None:
     for delay_ms in [*range(0, 301, 25), 400, 550, 700, 900, 1200, 1600]:
         if delay_ms > 300 and sum(rc == 130 and "Traceback" not in err for _, rc, err in outcomes) >= 3:
             break
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_default_sigint)
         assert proc.stdout is not None and proc.stdout.read(1) == "."
         time.sleep(delay_ms / 1000)
         proc.send_signal(signal.SIGINT)

@@ -4,6 +4,7 @@ sinks, a model that cannot open fails before any frame is read or sink started, 
 from __future__ import annotations
 
 import _thread
+import signal
 import threading
 import time
 from pathlib import Path
@@ -54,6 +55,15 @@ class SlowSink:
 def test_ctrl_c_twice_still_waits_for_every_stage(bundle_dir: Path) -> None:
     """A stage thread still inside OpenCV or ONNX Runtime when the interpreter exits is the SIGABRT
     ("terminate called without an active exception"): run() must not return while one runs."""
+    # interrupt_main() does nothing while SIGINT is ignored (pytest started by a shell without job control)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupted_twice(bundle_dir)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted_twice(bundle_dir: Path) -> None:
     sink = SlowSink(write_s=0.01, close_s=1.5)
     pipe = Pipeline(Predictor(load_bundle(bundle_dir), SlowBackend(0.005)), open_source(LIVE), [sink])
 
