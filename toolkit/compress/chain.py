@@ -16,13 +16,13 @@ from typing import Any
 from edgevision.runtime.bundle import load_bundle
 from edgevision.runtime.fsutil import sha256_file
 
-from ..build import ONNX_NAME, VariantModel, _export, build_variant, variant_contract
 from ..cache import Artifact, Cache
 from ..recipe import Recipe
 from ..stages.bundle import keypoint_spec, make_sidecar, write_bundle
 from ..stages.data import PreparedData
 from ..stages.evaluate import evaluate_bundle
 from ..stages.train import CHECKPOINT
+from ..stages.variant import ONNX_NAME, VariantModel, build_variant, export_stage, variant_contract
 from .distill_config import DistillConfig
 from .prune_config import PruneConfig
 from .quantize_config import QuantizeConfig
@@ -89,7 +89,7 @@ def _quantize(recipe: Recipe, cfg: QuantizeConfig, data: PreparedData, ckpt: Pat
     from .qdq_check import require_tensorrt_qdq
     from .quantize import quantize_model
 
-    exported = _export(recipe, ckpt, cache)
+    exported = export_stage(recipe, ckpt, cache)
     fp32 = exported.path(ONNX_NAME)
     calib = pick_images(data.train.records, cfg.calib_images, f"{where}.calib_images")
     sens: list[Path] = []
@@ -133,7 +133,7 @@ def _quantize(recipe: Recipe, cfg: QuantizeConfig, data: PreparedData, ckpt: Pat
 def run_compress(recipe: Recipe, data: PreparedData, trained: Path, cache: Cache, out: Path, *,
                  log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
     variants: dict[str, dict[str, Any]] = {}
-    original = _export(recipe, trained, cache).path(ONNX_NAME)
+    original = export_stage(recipe, trained, cache).path(ONNX_NAME)
     current = trained
     common = {"data": data.digest, "input_size": recipe.input_size, "task": recipe.task}
 
