@@ -10,8 +10,8 @@ import pytest
 
 from edgevision.runtime.bundle import load_bundle
 from edgevision.runtime.golden import TOLERANCES, check_lines, load_golden
-from edgevision.toolkit import build as build_mod
 from edgevision.toolkit.build import build
+from edgevision.toolkit.stages import variant as variant_stages
 
 TINY = """\
 name: tiny
@@ -108,7 +108,7 @@ def test_interrupted_build_resumes(built: tuple[Path, Path, dict], monkeypatch: 
     def killed(*args: object, **kwargs: object) -> dict:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(build_mod, "evaluate_bundle", killed)
+    monkeypatch.setattr(variant_stages, "evaluate_bundle", killed)
     before = (out / "manifest.json").read_bytes()
     with pytest.raises(KeyboardInterrupt):
         build(recipe, out, log=lambda m: None)
