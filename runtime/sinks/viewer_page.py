@@ -2,7 +2,8 @@
 
 No build step and no external assets (the device may have no internet): the annotated stream is a plain
 ``<img>`` on ``/stream.mjpg``; a small script polls ``/api/latest`` every 500 ms and fills in the stats.
-The access token, when the page was opened with ``?token=``, is passed on to both.
+The access token, when the page was opened with ``?token=``, is passed on to both, and so is ``?stream=N``
+(a multi-stream run: which stream to show; the selector lists every stream seen and follows new ones).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ PAGE_HTML = """<!doctype html>
 <script>
 "use strict";
 const token = new URLSearchParams(location.search).get("token");
-let stream = null;
+let stream = new URLSearchParams(location.search).get("stream");  // null: the server's default (lowest id)
 function q(extra) {
   const p = new URLSearchParams(extra || {});
   if (token) p.set("token", token);
@@ -69,13 +70,16 @@ async function poll() {
     const d = await r.json(), s = d.stats || {}, res = d.result;
     $("status").textContent = s.running === false ? "stopped" : "live";
     $("status").className = "ok";
-    if (d.streams.length > 1 && !$("streams").firstChild) {
+    const box = $("streams");
+    if (d.streams.length > 1 && box.dataset.ids !== d.streams.join(",")) {  // (re)built when a stream appears
       const sel = document.createElement("select");
       for (const id of d.streams) {
-        const o = document.createElement("option"); o.textContent = id; sel.appendChild(o);
+        const o = document.createElement("option"); o.textContent = id; o.value = String(id);
+        o.selected = id === d.stream_id; sel.appendChild(o);
       }
       sel.onchange = () => { stream = Number(sel.value); startStream(); };
-      $("streams").appendChild(sel);
+      box.replaceChildren(sel);
+      box.dataset.ids = d.streams.join(",");
     }
     $("frame").textContent = res ? res.frame : "-";
     $("fps").textContent = f1(s.fps);
