@@ -24,6 +24,7 @@ from .cli_regress import regress
 from .cli_report import report
 from .cli_runtime import _load, _onnx_options, runtime_commands
 from .cli_serve import serve
+from .entry import release_guard
 
 _PATH = click.Path(path_type=Path)
 
@@ -36,6 +37,8 @@ def cli() -> None:
     Typical flow: `edgevision build RECIPE.yaml` trains/compresses/exports a model and writes a bundle
     (model.onnx + edgevision.json) with a report; `edgevision bench BUNDLE` times it on this machine.
     """
+    if click.get_current_context().invoked_subcommand != "run":  # `run` replaces the guard itself (cli_runtime)
+        release_guard()
 
 
 @cli.command()

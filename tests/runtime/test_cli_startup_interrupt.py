@@ -52,9 +52,6 @@ def escaped_from_our_code(stderr: str) -> bool:
     return False
 
 
-@pytest.mark.skipif(sys.version_info < (3, 9), reason=(
-    "known gap (issue #19): on Python 3.8 a Ctrl-C that lands inside pydantic-core's Rust schema build makes "
-    "Rust panic and print its own message before Python can turn it into one line; measured in CI at 225 ms"))
 def test_ctrl_c_during_startup_is_one_line(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "tiny")
     started = "import os; os.write(1, b'.'); "
