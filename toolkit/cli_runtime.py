@@ -338,6 +338,7 @@ class _StopSignals:
         self.holder = holder
         self.received: list[int] = []
         self._previous: dict[int, Any] = {}
+        self._busy = False
         for sig in (signal.SIGINT, signal.SIGTERM):
             current = signal.getsignal(sig)
             if current is signal.SIG_IGN and sig == signal.SIGINT:
@@ -351,17 +352,23 @@ class _StopSignals:
 
     def _handle(self, signum: int, _frame: Any) -> None:
         self.received.append(signum)
-        if not self.holder:
-            if owns_process():
-                exit_now(signum)
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise SystemExit(128 + signum)
-        if signum != signal.SIGINT:
-            os.write(2, b"received signal %d: stopping\n" % signum)
-        elif self.received.count(signum) > 1:
-            os.write(2, b"edgevision: stopping: writing the results already computed and closing the sinks\n")
-        self.holder[0].stop()
+        if self._busy:  # two signals at once: Python runs the second inside this handler, where stop() may hold a
+            return      # (non-reentrant) lock of an Event; the first one's stop() does the work
+        self._busy = True
+        try:
+            if not self.holder:
+                if owns_process():
+                    exit_now(signum)
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                raise SystemExit(128 + signum)
+            if signum != signal.SIGINT:
+                os.write(2, b"received signal %d: stopping\n" % signum)
+            elif self.received.count(signum) > 1:
+                os.write(2, b"edgevision: stopping: writing the results already computed and closing the sinks\n")
+            self.holder[0].stop()
+        finally:
+            self._busy = False
 
     def restore(self) -> None:
         for sig, previous in self._previous.items():
