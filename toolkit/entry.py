@@ -12,7 +12,8 @@ a KeyboardInterrupt raised inside one is printed as "Exception ignored" and lost
 until its pipeline exists (``cli_runtime._StopSignals``): its imports build the pydantic models of the
 sidecar and the stream specs, and on Python 3.8 a KeyboardInterrupt inside pydantic-core's Rust schema
 build made Rust panic and print its own message (CI, 225 ms after start). Other commands get Python's
-KeyboardInterrupt back when they start, which ``cli.main`` and their own handlers turn into a clean stop.
+KeyboardInterrupt back when they start, which ``cli.main`` and their own handlers turn into a clean stop;
+those that load a bundle import its sidecar models first, still under the guard (the ``cli`` group).
 
 Not covered, because no program's code runs yet: the interpreter's own start-up (``site`` and the ``.pth``
 files, ~20 ms with a wheel install, more with an editable one). A Ctrl-C there is Python's
