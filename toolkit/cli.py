@@ -24,8 +24,10 @@ from .cli_regress import regress
 from .cli_report import report
 from .cli_runtime import _load, _onnx_options, runtime_commands
 from .cli_serve import serve
+from .entry import release_guard
 
 _PATH = click.Path(path_type=Path)
+_LOAD_A_BUNDLE = frozenset({"bench", "engine", "export-deepstream", "export-triton", "serve"})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -36,6 +38,12 @@ def cli() -> None:
     Typical flow: `edgevision build RECIPE.yaml` trains/compresses/exports a model and writes a bundle
     (model.onnx + edgevision.json) with a report; `edgevision bench BUNDLE` times it on this machine.
     """
+    command = click.get_current_context().invoked_subcommand
+    if command == "run":  # `run` replaces the start-up guard with its own handler (cli_runtime._StopSignals)
+        return
+    if command in _LOAD_A_BUNDLE:  # the sidecar's pydantic models, built under the guard (see entry)
+        import edgevision.runtime.bundle  # noqa: F401
+    release_guard()
 
 
 @cli.command()
