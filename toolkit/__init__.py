@@ -16,7 +16,7 @@ import sys
 # environment with edgevision installed: all of it is Python 3.8-compatible
 RUNTIME_SIDE = frozenset({"__main__", "cli", "cli_dataset", "cli_engine", "cli_handoff", "cli_regress",
                           "cli_report", "cli_runtime", "cli_serve", "devices", "engine_build", "engine_plan",
-                          "entry", "handoff", "handoff_deepstream", "handoff_triton", "pytest_plugin"})
+                          "entry", "handoff", "handoff_deepstream", "handoff_triton", "pytest_plugin", "run_signals"})
 
 if sys.version_info < (3, 10):
     from edgevision.runtime.errors import UserError
