@@ -308,6 +308,7 @@ class Pipeline(PipelineControl):
 
     def _sink(self) -> None:
         inp, router = self._chans[3], self._router
+        error: BaseException | None = None
         try:
             router.start(self._context)
             while (item := inp.get()) is not END:
@@ -317,9 +318,11 @@ class Pipeline(PipelineControl):
                     self.metrics.add("sink", time.perf_counter() - t0)
                 if self._out is not None and not self._out.put(item):
                     break
+        except BaseException as exc:  # the run's error: the sinks' close errors join it, never replace it
+            error = exc
         finally:
-            for exc in router.close():
-                self._fail(exc)
+            if (error := router.close(error)) is not None:
+                self._fail(error)
 
     # -- control --------------------------------------------------------------------------------------
     def _fail(self, exc: BaseException) -> None:
@@ -395,6 +398,6 @@ class Pipeline(PipelineControl):
 
     def _close_unstarted_sinks(self) -> None:
         """The sink thread closes the sinks; when the run ends before it started, close them here."""
-        if not self._sinks_started:
-            self._router.close()
+        if not self._sinks_started and (exc := self._router.close()) is not None:
+            log.error("closing a sink failed: %s", exc)
         self._sinks_started = True

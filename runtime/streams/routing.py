@@ -2,7 +2,10 @@
 
 Per-stream sinks start with a ``SinkContext`` naming their own source (its URI, rate and liveness), so a
 video sink per camera gets that camera's frame rate; global sinks get the first source's context (a single
-source: exactly as before). Closing closes every sink once, whatever failed before, and returns the errors.
+source: exactly as before). Closing closes every sink once, whatever failed before, and returns the one error
+the run reports: the error that stopped the sinks stays first, and write errors of several sinks (a JSON-lines
+and a video sink on one full disk, each camera's video) are joined into one line, so the CLI prints one line
+and no error is reported twice (a logged close error and the same error re-raised made two).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ..frames import Frame
 from ..results import Detections
-from ..sinks.base import Sink, SinkContext, start_sink
+from ..sinks.base import Sink, SinkContext, SinkWriteError, start_sink
 
 __all__ = ["SinkRouter"]
 
@@ -49,12 +52,27 @@ class SinkRouter:
         for sink in self.per_stream.get(frame.stream_id, ()):
             sink.write(frame, det)
 
-    def close(self) -> list[BaseException]:
-        errors: list[BaseException] = []
+    def close(self, first: BaseException | None = None) -> BaseException | None:
+        """Close every sink once; return the error to report, None when there is none.
+
+        ``first``: the error that stopped the run's sinks (a failed write), reported before any close error.
+        ``SinkWriteError``s after a ``SinkWriteError`` are joined into its line; any other later error is
+        logged (it cannot replace the first).
+        """
+        errors: list[BaseException] = [] if first is None else [first]
         for sink in self.all():
             try:
                 sink.close()
             except Exception as exc:
-                log.error("closing sink %r failed: %s", sink, exc)
                 errors.append(exc)
-        return errors
+        if not errors:
+            return None
+        head, joined = errors[0], [errors[0]]
+        for later in errors[1:]:
+            if isinstance(head, SinkWriteError) and isinstance(later, SinkWriteError):
+                joined.append(later)
+            else:
+                log.error("closing a sink failed: %s", later)
+        if len(joined) > 1:
+            return SinkWriteError("; ".join(str(e) for e in joined))
+        return head

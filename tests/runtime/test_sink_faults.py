@@ -189,3 +189,66 @@ def test_full_disk_under_the_cli_is_one_line(bundle: Path, small_disk: Path) -> 
             assert all(json.loads(ln) for ln in (small_disk / name).read_text().splitlines())
         for p in small_disk.iterdir():
             p.unlink()
+
+
+# -- several sinks failing in one run: the first error is the run's one line, the others join it ----------------
+
+class FailingSink:
+    """Raises ``SinkWriteError`` on the ``fail_at``-th write, or at ``close`` (a video whose read-back fails)."""
+
+    def __init__(self, name: str, fail_at: int | None = None, fail_close: bool = False) -> None:
+        self.name, self.fail_at, self.fail_close = name, fail_at, fail_close
+        self.writes = 0
+        self.closed = 0
+
+    def write(self, frame: Frame, detections: Detections) -> None:
+        self.writes += 1
+        if self.writes == self.fail_at:
+            raise SinkWriteError(f"{self.name}: cannot write (No space left on device)")
+
+    def close(self) -> None:
+        self.closed += 1
+        if self.fail_close:
+            raise SinkWriteError(f"{self.name}: the finished file holds 0 of {self.writes} frames")
+
+
+def test_write_error_stays_the_runs_error_and_close_errors_join_it(bundle: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from edgevision.runtime.pipeline import Pipeline
+
+    jsonl, video = FailingSink("jsonl sink r.jsonl", fail_at=3), FailingSink("video sink v.mp4", fail_close=True)
+    pipe = Pipeline(bundle, "synthetic://?frames=50&width=64&height=48", [jsonl, video])
+    with caplog.at_level("ERROR", logger="edgevision"), pytest.raises(SinkWriteError) as info:
+        pipe.run()
+    msg = str(info.value)
+    assert msg.startswith("jsonl sink r.jsonl: cannot write"), msg  # the error that stopped the run comes first
+    assert "video sink v.mp4: the finished file holds 0 of" in msg and "\n" not in msg
+    assert jsonl.closed == video.closed == 1
+    assert [r.getMessage() for r in caplog.records] == [], "an error returned is not also logged (two lines)"
+
+
+def test_one_close_error_is_reported_once(bundle: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from edgevision.runtime.pipeline import Pipeline
+
+    video = FailingSink("video sink v.avi", fail_close=True)
+    with caplog.at_level("ERROR", logger="edgevision"), pytest.raises(SinkWriteError, match="holds 0 of 5 frames"):
+        Pipeline(bundle, "synthetic://?frames=5&width=64&height=48", [video]).run()
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_full_disk_found_at_close_is_one_line(bundle: Path, small_disk: Path) -> None:
+    """The source ends before the free-space check: the read-back at close finds the loss (was two lines)."""
+    proc = _run(str(bundle), "--source", "synthetic://?frames=40&width=1280&height=720&pool=2",
+                "--sink", f"video:{small_disk / 'v.avi'}")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: video sink") and "Traceback" not in proc.stderr, proc.stderr
+    assert list(small_disk.iterdir()) == []
+
+
+def test_two_sinks_on_one_full_disk_are_one_line(bundle: Path, small_disk: Path) -> None:
+    proc = _run(str(bundle), "--source", "synthetic://?frames=100000&width=320&height=240&pool=8",
+                "--sink", f"jsonl:{small_disk / 'r.jsonl'}", "--sink", f"video:{small_disk / 'v.avi'}")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "No space left" in proc.stderr or "disk full" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in small_disk.iterdir()) in (["r.jsonl"], ["r.jsonl", "v.avi"])
+    assert all(json.loads(ln) for ln in (small_disk / "r.jsonl").read_text().splitlines())
