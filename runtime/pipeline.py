@@ -229,7 +229,7 @@ class Pipeline(PipelineControl):
             pred = self._predictors[replica]
             if pred is None:  # pragma: no cover - set just above or given
                 raise InternalError("inference replica has no predictor")
-            limit = BatchLimit(pred)
+            limit = BatchLimit(pred, quiet=replica != 0)
             if replica == 0:
                 self.metrics.info["backend"] = pred.backend.name
                 self._ready.set()

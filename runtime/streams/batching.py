@@ -34,12 +34,12 @@ class BatchLimit:
     """How many frames one call of ``pred`` takes: ``fixed`` (a model with a fixed batch) or ``limit``
     (the most a dynamic batch takes: a TensorRT profile's maximum; None = any)."""
 
-    def __init__(self, pred: Predictor) -> None:
+    def __init__(self, pred: Predictor, *, quiet: bool = False) -> None:
         specs = [s for s in pred.backend.inputs if s.name == pred.input.name] or pred.backend.inputs[:1]
         first = specs[0].shape[0] if specs and specs[0].shape else 1
         self.fixed: int | None = first if isinstance(first, int) and first > 0 else None
         self.limit: int | None = self.fixed if self.fixed is not None else _profile_max(pred.backend)
-        self._said = False
+        self._said = quiet  # replicas share one model: only the first says it
 
     def chunks(self, n: int) -> list[tuple[int, int]]:
         """``[start, stop)`` ranges covering ``n`` frames, one per inference call."""

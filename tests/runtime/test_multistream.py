@@ -67,11 +67,12 @@ def test_files_are_lossless_per_stream_and_batched_results_match_single_frame_ca
     assert len(set.union(*scores.values())) > 3, "the echo scores tell the streams' frames apart"
 
 
-def test_batch_one_model_says_once_that_it_runs_frame_by_frame(tmp_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
-    pred = predictor(tmp_path, 1)
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_batch_one_model_says_once_that_it_runs_frame_by_frame(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                               replicas: int) -> None:
+    preds = [predictor(tmp_path / str(i), 1) for i in range(replicas)]  # files: one model, several sessions
     with caplog.at_level(logging.WARNING, logger="edgevision.streams"):
-        Pipeline(pred, [synthetic(0, 6), synthetic(1, 6)]).run()
+        Pipeline(preds, [synthetic(0, 6), synthetic(1, 6)]).run()
     lines = [r.getMessage() for r in caplog.records if "batches of 1" in r.getMessage()]
     assert len(lines) == 1 and "--dynamic-batch" in lines[0]
 
