@@ -147,3 +147,20 @@ def test_training_device_enters_the_cache_key_only_off_cpu(tmp_path: Path) -> No
     gpu = load_recipe(write(tmp_path, "name: a\ntrain: {device: 'cuda:1'}\n"))
     assert gpu.train.cache_material()["device"] == "cuda:1"
     assert {k: v for k, v in gpu.train.cache_material().items() if k != "device"} == cpu.train.cache_material()
+
+
+def test_a_checkpoint_recipe_reads_back_from_its_dump(tmp_path: Path) -> None:
+    """A build's manifest stores ``recipe.model_dump()``, and ``regress --reeval`` validates it again: for a
+    checkpoint recipe the dump keeps the default name/size beside the checkpoint (so cache keys stay put), which
+    used to be rejected as two model sources. Another name beside a checkpoint is still an error."""
+    from edgevision.toolkit.recipe import Recipe
+
+    r = load_recipe(write(tmp_path, "name: a\nmodel: {checkpoint: m.pt}\n"))
+    dumped = r.model_dump(mode="json")
+    assert dumped["model"] == {"name": "edgedet", "size": "n", "checkpoint": str(tmp_path / "m.pt")}
+    again = Recipe.model_validate(dumped)
+    assert again == r and again.model.kind == "checkpoint" and again.digest() == r.digest()
+    with pytest.raises(UserError, match="name and checkpoint are two model sources"):
+        load_recipe(write(tmp_path, "name: a\nmodel: {name: edgedet-x, checkpoint: m.pt}\n"))
+    with pytest.raises(UserError, match="size and checkpoint are two model sources"):
+        load_recipe(write(tmp_path, "name: a\nmodel: {size: s, checkpoint: m.pt}\n"))
