@@ -47,6 +47,7 @@ open fails first and leaves no output. Stages hand frames on through ``channel.C
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -69,6 +70,7 @@ from .predictor import Predictor
 from .results import Detections
 from .sinks.base import Sink, SinkContext
 from .sources import Source
+from .sources.base import timed_frames
 from .stage_threads import StageThreads
 from .streams.batching import BatchLimit, infer_frames, postprocess_chunks, preprocess_frames
 from .streams.mux import StreamMux
@@ -178,29 +180,21 @@ class Pipeline(PipelineControl):
     # -- stage bodies (each runs in its own thread) ---------------------------------------------------
     def _capture(self) -> None:
         """One source: frames as batches of one. Several (lossless): the mux's batches, in turn."""
-        out, n = self._chans[0], 0
+        out = self._chans[0]
         if self._mux is not None:
             while (batch := self._mux.get()) is not END:
                 if not out.put(batch):
                     break
             return
-        it = iter(self.source)
         try:
-            while self.max_frames is None or n < self.max_frames:
-                t0 = time.perf_counter()
-                frame = next(it, None)
-                if frame is None:
-                    break
-                self.metrics.add("capture", time.perf_counter() - t0)
-                if self._fresh is not None:
-                    self._fresh.observe(frame.timestamp)
-                if not out.put((n, [frame])):
-                    break
-                n += 1
+            capture = functools.partial(self.metrics.add, "capture")
+            with contextlib.closing(timed_frames(self.source, self.max_frames, capture)) as frames:
+                for n, frame in enumerate(frames):
+                    if self._fresh is not None:
+                        self._fresh.observe(frame.timestamp)
+                    if not out.put((n, [frame])):
+                        break
         finally:
-            close = getattr(it, "close", None)
-            if callable(close):
-                close()
             self.source.close()
 
     def _preprocess(self) -> None:

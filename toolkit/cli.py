@@ -39,7 +39,7 @@ def cli() -> None:
     (model.onnx + edgevision.json) with a report; `edgevision bench BUNDLE` times it on this machine.
     """
     command = click.get_current_context().invoked_subcommand
-    if command == "run":  # `run` replaces the start-up guard with its own handler (cli_runtime._StopSignals)
+    if command == "run":  # `run` replaces the start-up guard with its own handler (run_signals.StopSignals)
         return
     if command in _LOAD_A_BUNDLE:  # the sidecar's pydantic models, built under the guard (see entry)
         import edgevision.runtime.bundle  # noqa: F401

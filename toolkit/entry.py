@@ -9,7 +9,7 @@ nothing to flush), and runs the real command line under it. The guard stays unti
 (``release_guard``, called by the ``cli`` group), not only until ``cli.py`` is imported: click's own
 dispatch can run a finalizer or a weakref callback (the garbage collector runs them at any allocation), and
 a KeyboardInterrupt raised inside one is printed as "Exception ignored" and lost. ``run`` keeps the guard
-until its pipeline exists (``cli_runtime._StopSignals``): its imports build the pydantic models of the
+until its pipeline exists (``run_signals.StopSignals``): its imports build the pydantic models of the
 sidecar and the stream specs, and on Python 3.8 a KeyboardInterrupt inside pydantic-core's Rust schema
 build made Rust panic and print its own message (CI, 225 ms after start). Other commands get Python's
 KeyboardInterrupt back when they start, which ``cli.main`` and their own handlers turn into a clean stop;

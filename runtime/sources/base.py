@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from types import TracebackType
 
 import numpy as np
@@ -103,3 +103,23 @@ class Source:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r}, live={self.is_live})"
 
+
+def timed_frames(source: Source, max_frames: int | None, on_capture: Callable[[float], None]
+                 ) -> Generator[Frame, None, None]:
+    """``source``'s frames (at most ``max_frames``), each read timed into ``on_capture(seconds)``; the source's
+    iterator is closed when this generator is (use it under ``contextlib.closing`` to close it on ``break``)."""
+    it = iter(source)
+    n = 0
+    try:
+        while max_frames is None or n < max_frames:
+            t0 = time.perf_counter()
+            frame = next(it, None)
+            if frame is None:
+                return
+            on_capture(time.perf_counter() - t0)
+            yield frame
+            n += 1
+    finally:
+        close = getattr(it, "close", None)
+        if callable(close):
+            close()

@@ -22,6 +22,7 @@ any of N".
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -31,7 +32,7 @@ from typing import Any
 
 from ..channel import END
 from ..frames import Frame
-from ..sources.base import Source
+from ..sources.base import Source, timed_frames
 
 __all__ = ["StreamMux"]
 
@@ -91,18 +92,12 @@ class StreamMux:
     def _read(self, index: int) -> None:
         st = self._streams[index]
         sid = st.source.stream_id
-        it = iter(st.source)
-        n = 0
         try:
-            while self.max_frames is None or n < self.max_frames:
-                t0 = time.perf_counter()
-                frame = next(it, None)
-                if frame is None:
-                    break
-                self._on_capture(sid, time.perf_counter() - t0)
-                if not self._put(st, frame):
-                    break
-                n += 1
+            with contextlib.closing(timed_frames(st.source, self.max_frames,
+                                                 lambda secs: self._on_capture(sid, secs))) as frames:
+                for frame in frames:
+                    if not self._put(st, frame):
+                        break
         except Exception as exc:  # one stream's failure must not end the others
             text = str(exc).strip()
             line = f"stream {sid} ({st.source.uri}): {text.splitlines()[0] if text else type(exc).__name__}"
@@ -110,9 +105,6 @@ class StreamMux:
             self.errors[sid] = line
             self._on_error(sid, line)
         finally:
-            close = getattr(it, "close", None)
-            if callable(close):
-                close()
             st.source.close()
             with self._cond:
                 st.ended = True

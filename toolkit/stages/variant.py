@@ -35,12 +35,6 @@ EVAL_METHOD = 3  # 2: yolo keeps max_det boxes after NMS (re-scores caches); 3: 
 METRIC_PREFIXES = ("map", "kp_map")
 
 
-def count_macs_params(model: Any, input_size: int) -> tuple[int, int]:
-    from ..compress.prune import count_macs
-
-    return count_macs(model, input_size)
-
-
 def is_onnx_model(base: Path) -> bool:
     """The build's base model is an ONNX file (``onnx:`` source), not a checkpoint."""
     return base.suffix == ".onnx"
@@ -72,7 +66,9 @@ def export_stage(recipe: Recipe, ckpt: Path, cache: Cache) -> Artifact:
                 f"{parity.max_rel_err:.3g} > atol {ex.parity.atol} / rtol {ex.parity.rtol}); "
                 "check export.opset or loosen export.parity"
             )
-        macs, params = count_macs_params(model, recipe.input_size)
+        from ..compress.prune import count_macs
+
+        macs, params = count_macs(model, recipe.input_size)
         return {**info, "parity": parity.to_dict(), "macs": macs, "params": params,
                 "onnx_sha256": sha256_file(workdir / ONNX_NAME)}
 
