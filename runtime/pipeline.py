@@ -155,6 +155,7 @@ class Pipeline(PipelineControl):
         self._opened_n = 0
         self._all_open = threading.Event()
         self._lock = threading.Lock()
+        self._batch_once = threading.Lock()  # the fixed-batch warning: said once for all replicas
         self._workers_left = self._replicas
         self._started = False
         self._status = StatusPrinter(self.metrics) if status else None
@@ -223,7 +224,7 @@ class Pipeline(PipelineControl):
             pred = self._predictors[replica]
             if pred is None:  # pragma: no cover - set just above or given
                 raise InternalError("inference replica has no predictor")
-            limit = BatchLimit(pred, quiet=replica != 0)
+            limit = BatchLimit(pred, once=self._batch_once)
             if replica == 0:
                 self.metrics.info["backend"] = pred.backend.name
                 self._ready.set()

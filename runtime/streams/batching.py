@@ -11,6 +11,7 @@ CPU and stacked, because the device kernel prepares one frame per call.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Callable, List, Tuple
@@ -34,18 +35,19 @@ class BatchLimit:
     """How many frames one call of ``pred`` takes: ``fixed`` (a model with a fixed batch) or ``limit``
     (the most a dynamic batch takes: a TensorRT profile's maximum; None = any)."""
 
-    def __init__(self, pred: Predictor, *, quiet: bool = False) -> None:
+    def __init__(self, pred: Predictor, *, once: threading.Lock | None = None) -> None:
         specs = [s for s in pred.backend.inputs if s.name == pred.input.name] or pred.backend.inputs[:1]
         first = specs[0].shape[0] if specs and specs[0].shape else 1
         self.fixed: int | None = first if isinstance(first, int) and first > 0 else None
         self.limit: int | None = self.fixed if self.fixed is not None else _profile_max(pred.backend)
-        self._said = quiet  # replicas share one model: only the first says it
+        # replicas share one model and one ``once`` lock, taken (never released) by whichever replica first
+        # gathers more frames than a call takes: not always replica 0, another may get every multi-frame batch
+        self._once = once if once is not None else threading.Lock()
 
     def chunks(self, n: int) -> list[tuple[int, int]]:
         """``[start, stop)`` ranges covering ``n`` frames, one per inference call."""
         step = self.limit or n
-        if step < n and not self._said:
-            self._said = True
+        if step < n and self._once.acquire(blocking=False):  # an atomic test-and-set across replicas
             how = "one call per frame" if step == 1 else f"calls of {step}"
             log.warning("the model takes batches of %s; %d streams run as %s (export with --dynamic-batch to "
                         "infer them in one call)", step, n, how)
