@@ -224,7 +224,7 @@ class Pipeline(PipelineControl):
             pred = self._predictors[replica]
             if pred is None:  # pragma: no cover - set just above or given
                 raise InternalError("inference replica has no predictor")
-            limit = BatchLimit(pred, once=self._batch_once)
+            limit = BatchLimit(pred, streams=len(self.sources), once=self._batch_once)
             if replica == 0:
                 self.metrics.info["backend"] = pred.backend.name
                 self._ready.set()

@@ -35,22 +35,22 @@ class BatchLimit:
     """How many frames one call of ``pred`` takes: ``fixed`` (a model with a fixed batch) or ``limit``
     (the most a dynamic batch takes: a TensorRT profile's maximum; None = any)."""
 
-    def __init__(self, pred: Predictor, *, once: threading.Lock | None = None) -> None:
+    def __init__(self, pred: Predictor, *, streams: int = 1, once: threading.Lock | None = None) -> None:
         specs = [s for s in pred.backend.inputs if s.name == pred.input.name] or pred.backend.inputs[:1]
         first = specs[0].shape[0] if specs and specs[0].shape else 1
         self.fixed: int | None = first if isinstance(first, int) and first > 0 else None
         self.limit: int | None = self.fixed if self.fixed is not None else _profile_max(pred.backend)
-        # replicas share one model and one ``once`` lock, taken (never released) by whichever replica first
-        # gathers more frames than a call takes: not always replica 0, another may get every multi-frame batch
-        self._once = once if once is not None else threading.Lock()
+        # said when the model opens, not when a batch first outgrows it: under load every batch may hold one
+        # frame for a while, and the user should learn it at start-up; replicas share one model and ``once``
+        # (a lock taken and never released: an atomic test-and-set), so it is said once in all
+        if self.limit is not None and self.limit < streams and (once or threading.Lock()).acquire(blocking=False):
+            how = "one call per frame" if self.limit == 1 else f"calls of {self.limit}"
+            log.warning("the model takes batches of %s; %d streams run as %s (export with --dynamic-batch to "
+                        "infer them in one call)", self.limit, streams, how)
 
     def chunks(self, n: int) -> list[tuple[int, int]]:
         """``[start, stop)`` ranges covering ``n`` frames, one per inference call."""
         step = self.limit or n
-        if step < n and self._once.acquire(blocking=False):  # an atomic test-and-set across replicas
-            how = "one call per frame" if step == 1 else f"calls of {step}"
-            log.warning("the model takes batches of %s; %d streams run as %s (export with --dynamic-batch to "
-                        "infer them in one call)", step, n, how)
         return [(i, min(i + step, n)) for i in range(0, n, max(1, step))]
 
 

@@ -75,6 +75,10 @@ def test_batch_one_model_says_once_that_it_runs_frame_by_frame(tmp_path: Path, c
         Pipeline(preds, [synthetic(0, 6), synthetic(1, 6)]).run()
     lines = [r.getMessage() for r in caplog.records if "batches of 1" in r.getMessage()]
     assert len(lines) == 1 and "--dynamic-batch" in lines[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgevision.streams"):
+        Pipeline(preds[0], [synthetic(0, 3)]).run()
+    assert not [r for r in caplog.records if "batches of" in r.getMessage()], "one stream: nothing to batch"
 
 
 def test_per_stream_sinks_get_their_stream_and_global_sinks_all(tmp_path: Path) -> None:
