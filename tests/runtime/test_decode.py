@@ -99,6 +99,22 @@ def test_keypoints_follow_their_box() -> None:
     assert empty.keypoints is not None and empty.keypoints.shape == (0, 3, 3)
 
 
+def test_a_batch_of_pose_heads_keeps_each_image_keypoints() -> None:
+    """Several cameras' frames in one call (a dynamic-batch pose model): image i gets image i's keypoints."""
+    k1 = np.arange(2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3)
+    k2 = 100 + k1
+    a = head([[50, 50, 20, 20], [150, 50, 20, 20]], [[0.4], [0.9]], kpts=k1)
+    b = head([[60, 70, 20, 20], [150, 150, 30, 30]], [[0.8], [0.3]], kpts=k2)
+    batched = decode_yolo(np.concatenate([a, b]), num_classes=1, num_keypoints=3)
+    alone = [decode_yolo(x, num_classes=1, num_keypoints=3)[0] for x in (a, b)]
+    for got, want in zip(batched, alone):
+        assert got.keypoints is not None and want.keypoints is not None
+        np.testing.assert_array_equal(got.keypoints, want.keypoints)
+        np.testing.assert_array_equal(got.xyxy, want.xyxy)
+    assert batched[1].keypoints is not None
+    np.testing.assert_array_equal(batched[1].keypoints, k2[[0, 1]])  # image 2's own rows, by score
+
+
 def test_matches_reference_nms_on_random_clusters() -> None:
     rng = np.random.default_rng(0)
     n, nc = 400, 3
